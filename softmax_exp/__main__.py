@@ -1,0 +1,3 @@
+from softmax_exp.main import cli
+
+cli()

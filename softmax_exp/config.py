@@ -1,0 +1,108 @@
+"""The config schema: types for every key in conf/, checked by Hydra before any work starts.
+
+The values and defaults live in conf/ (the interface); this file only says what type each key has
+and which values make sense, so a typo or a wrong type fails at composition time.
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from softmax_exp.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# conf/ writes `${project_root:}/outputs`, so outputs land in the project whatever the working directory.
+OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING  # scratch | torch
+
+
+@dataclass
+class HardLabelsConfig:
+    name: str = MISSING  # hard
+
+
+@dataclass
+class SoftLabelsConfig:
+    name: str = MISSING  # soft
+    smoothing: float = MISSING  # epsilon: mass spread evenly over all K classes
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING  # scratch | torch
+
+
+@dataclass
+class DataConfig:
+    root: str = MISSING
+    limit: Optional[int] = None  # number of training examples to keep; None keeps all 60,000
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = MISSING
+    experiment: str = MISSING
+
+
+@dataclass
+class Config:
+    loss: LossConfig = MISSING
+    labels: Any = MISSING  # HardLabelsConfig or SoftLabelsConfig, by the group option chosen
+    optimizer: OptimizerConfig = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    lr: float = MISSING
+    batch_size: int = MISSING
+    epochs: int = MISSING
+    seed: int = MISSING
+    device: str = MISSING  # auto | cpu | cuda
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    cs.store(group="loss", name="schema", node=LossConfig)
+    cs.store(group="labels", name="hard_schema", node=HardLabelsConfig)
+    cs.store(group="labels", name="soft_schema", node=SoftLabelsConfig)
+    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
+
+
+register_schemas()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the values that types alone cannot, so a bad run stops before any data is read."""
+    checks = [
+        (cfg.loss.name in ("scratch", "torch"), f"loss.name={cfg.loss.name}: use loss=scratch or loss=torch"),
+        (cfg.optimizer.name in ("scratch", "torch"), f"optimizer.name={cfg.optimizer.name}: use scratch or torch"),
+        (cfg.labels.name in ("hard", "soft"), f"labels.name={cfg.labels.name}: use labels=hard or labels=soft"),
+        (math.isfinite(cfg.lr) and cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be a positive number"),
+        (cfg.batch_size >= 1, f"batch_size={cfg.batch_size}: must be at least 1"),
+        (cfg.epochs >= 1, f"epochs={cfg.epochs}: must be at least 1"),
+        (cfg.data.limit is None or cfg.data.limit >= 1, f"data.limit={cfg.data.limit}: must be at least 1, or null"),
+        (cfg.device in ("auto", "cpu", "cuda"), f"device={cfg.device}: use auto, cpu or cuda"),
+    ]
+    if cfg.labels.name == "soft":
+        smoothing = cfg.labels.smoothing
+        checks.append((0 <= smoothing < 1, f"labels.smoothing={smoothing}: must be in [0, 1)"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda, but PyTorch sees no CUDA GPU here: use device=cpu or device=auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

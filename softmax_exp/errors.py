@@ -1,0 +1,23 @@
+"""Errors a user can fix: each carries one clear message, printed without a traceback."""
+
+from hydra.errors import CompactHydraException
+
+
+class SoftmaxExpError(CompactHydraException):
+    """Base of every error caused by the input (config, data, tracking server), not by a bug."""
+
+
+class ConfigError(SoftmaxExpError):
+    pass
+
+
+class DataError(SoftmaxExpError):
+    pass
+
+
+class DivergedError(SoftmaxExpError):
+    pass
+
+
+class TrackingError(SoftmaxExpError):
+    pass

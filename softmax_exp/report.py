@@ -1,0 +1,70 @@
+"""`python -m softmax_exp.report`: a sweep's jobs as a table, best test accuracy first.
+
+Reads the tracking store named in conf/ (or --uri); shows the latest sweep unless one is named.
+"""
+
+import argparse
+import sys
+
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from softmax_exp import tracking
+from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.sweep import TABLE_COLUMNS, job_table
+
+
+def default_tracking() -> tuple[str, str]:
+    """The store and experiment that `python -m softmax_exp` writes to, read from conf/."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(PROJECT_ROOT / "conf")):
+        cfg = compose("config")
+    return cfg.tracking.uri, cfg.tracking.experiment
+
+
+def find_sweep(client: MlflowClient, experiment_id: str, sweep: str | None):
+    """The latest sweep (parent run), or the one whose run id or run name is `sweep`."""
+    query = f"tags.`{tracking.SWEEP_TAG}` = 'true'"
+    if sweep is not None:
+        query += f" and attributes.run_name = '{sweep}'"
+        if len(sweep) == 32 and sweep.isalnum():  # an MLflow run id
+            return client.get_run(sweep)
+    runs = client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def format_table(rows: list[dict]) -> str:
+    def cell(column: str, value) -> str:
+        if value is None:
+            return "-"
+        if column in tracking.FINAL_KEYS:
+            return f"{value:.4f}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    cells = [list(TABLE_COLUMNS)] + [[cell(column, row[column]) for column in TABLE_COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m softmax_exp.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", nargs="?", help="sweep run name (e.g. experiment=grid) or run id; default: latest")
+    parser.add_argument("--experiment", help="MLflow experiment (default: tracking.experiment in conf/)")
+    parser.add_argument("--uri", help="tracking store (default: tracking.uri in conf/)")
+    args = parser.parse_args(argv)
+    uri, experiment = default_tracking()
+    uri, experiment = args.uri or uri, args.experiment or experiment
+    tracking.check_reachable(uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    sweep = find_sweep(client, found.experiment_id, args.sweep) if found else None
+    if sweep is None:
+        print(f"no sweep {args.sweep or ''} in experiment {experiment!r} of {uri}: run one with "
+              "`python -m softmax_exp -m experiment=grid`", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"sweep {sweep.info.run_name} ({sweep.info.run_id}), {uri}")
+    print(format_table(job_table(client, sweep.info.run_id)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Shared fixtures: the real Fashion-MNIST (Debian's copy), Hydra composition, and the real CLI."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize
+
+from softmax_exp import data
+from softmax_exp.config import PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist() -> data.FashionMNIST:
+    if not data.DEBIAN_ROOT.is_dir():
+        pytest.fail(f"Fashion-MNIST is missing: {data.HOW_TO_GET} (scripts/test.sh does this)")
+    return data.load(str(data.DEBIAN_ROOT))
+
+
+def compose_config(*overrides: str):
+    with initialize(version_base="1.3", config_path="../conf"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A fresh local MLflow store (SQLite) in the test's own folder."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def run_cli(tmp_path: Path, *args: str, module: str = "softmax_exp", timeout: float = 240) -> subprocess.CompletedProcess:
+    """`python -m softmax_exp ARGS` in a subprocess, from a foreign working directory, writing under tmp_path."""
+    hydra_dirs = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
+    command = [sys.executable, "-m", module, *args, *(hydra_dirs if module == "softmax_exp" else [])]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,116 @@
+"""Hydra composition of every config option, and the overrides that must be refused before any work."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError
+
+from softmax_exp.config import PROJECT_ROOT, validate
+from softmax_exp.errors import ConfigError
+
+from .conftest import compose_config, run_cli
+
+CONF = PROJECT_ROOT / "conf"
+OPTIONS = [(group, path.stem) for group in ("loss", "labels", "optimizer") for path in sorted((CONF / group).glob("*.yaml"))]
+
+
+def test_defaults_are_the_textbook_setup():
+    cfg = compose_config()
+    assert (cfg.loss.name, cfg.labels.name, cfg.optimizer.name) == ("torch", "hard", "torch")
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.seed, cfg.device) == (0.1, 256, 10, 0, "auto")
+    assert cfg.data.limit is None
+    assert cfg.tracking.uri == f"sqlite:///{PROJECT_ROOT}/outputs/mlflow.db"  # absolute, whatever the cwd
+    assert cfg.tracking.experiment == "softmax_exp"
+    validate(cfg)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = compose_config(f"{group}={option}")
+    assert cfg[group].name == option
+    validate(cfg)
+
+
+def test_soft_labels_default_to_smoothing_0_1():
+    assert compose_config("labels=soft").labels.smoothing == 0.1
+    assert "smoothing" not in compose_config("labels=hard").labels
+
+
+@pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF / "experiment").glob("*.yaml")))
+def test_named_experiments_define_sweeps(experiment):
+    assert sweep_params(experiment), f"experiment={experiment} sweeps nothing"
+
+
+def test_the_grid_experiment_is_the_12_job_grid():
+    assert sweep_params("grid") == {"loss": "scratch,torch", "labels": "hard,soft", "lr": "0.01,0.05,0.1"}
+
+
+def sweep_params(experiment: str) -> dict:
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    return dict(cfg.hydra.sweeper.params)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["loss=foo", "labels=medium", "optimizer=adam", "lr=fast", "batch_size=1.5", "epochs=ten", "lrr=0.1", "data.roots=x"],
+)
+def test_hydra_refuses_unknown_options_and_wrong_types(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config(override)
+
+
+def test_smoothing_does_not_exist_for_hard_labels():
+    with pytest.raises(ConfigCompositionException, match="smoothing"):
+        compose_config("labels=hard", "labels.smoothing=0.2")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["lr=0"], "lr=0.0: the learning rate must be a positive number"),
+        (["lr=-0.5"], "lr=-0.5"),
+        (["lr=inf"], "lr=inf"),
+        (["batch_size=0"], "batch_size=0: must be at least 1"),
+        (["epochs=0"], "epochs=0: must be at least 1"),
+        (["labels=soft", "labels.smoothing=1.0"], r"labels.smoothing=1.0: must be in \[0, 1\)"),
+        (["labels=soft", "labels.smoothing=-0.1"], "labels.smoothing=-0.1"),
+        (["data.limit=0"], "data.limit=0"),
+        (["device=tpu"], "device=tpu: use auto, cpu or cuda"),
+    ],
+)
+def test_values_that_make_no_sense_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(*overrides))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused():
+    with pytest.raises(ConfigError, match="device=cuda, but PyTorch sees no CUDA GPU"):
+        validate(compose_config("device=cuda"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
+        (["loss=foo"], "Could not find 'loss/foo'"),
+    ],
+)
+def test_cli_reports_a_bad_override_in_one_line_before_any_work(tmp_path: Path, args, message):
+    result = run_cli(tmp_path, *args, "tracking.uri=sqlite:///" + str(tmp_path / "m.db"))
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert message in output
+    assert "Traceback" not in output and "epoch" not in output
+    assert not (tmp_path / "m.db").exists()  # refused before anything was tracked
+
+
+def test_keys_are_typed_in_the_schema():
+    cfg = compose_config("lr=1", "batch_size=64")
+    assert isinstance(cfg.lr, float) and isinstance(cfg.batch_size, int)
+    with pytest.raises(ConfigAttributeError):
+        cfg.learning_rate = 0.1

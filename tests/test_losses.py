@@ -1,0 +1,85 @@
+"""The hand-written softmax and cross-entropy against torch's, values and gradients."""
+
+import ast
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from softmax_exp.labels import smooth
+from softmax_exp.losses import cross_entropy, log_softmax, softmax
+
+
+@pytest.fixture
+def logits() -> torch.Tensor:
+    return torch.randn(64, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 5
+
+
+def test_softmax_matches_torch(logits):
+    probs = softmax(logits)
+    torch.testing.assert_close(probs, torch.softmax(logits, dim=1))
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(64, dtype=torch.float64))
+
+
+def test_softmax_and_log_softmax_stay_finite_for_extreme_logits():
+    extreme = torch.tensor([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0], [1000.0, 1000.0, 999.0]])
+    torch.testing.assert_close(softmax(extreme), torch.softmax(extreme, dim=1))
+    torch.testing.assert_close(log_softmax(extreme), torch.log_softmax(extreme, dim=1))
+    assert torch.isfinite(log_softmax(extreme)).all()
+
+
+def loss_and_grad(loss_fn, logits, targets):
+    leaf = logits.clone().requires_grad_(True)
+    loss = loss_fn(leaf, targets)
+    loss.backward()
+    return loss.detach(), leaf.grad
+
+
+def test_cross_entropy_matches_torch_for_hard_targets(logits):
+    targets = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
+    ours = loss_and_grad(cross_entropy, logits, targets)
+    torchs = loss_and_grad(nn.CrossEntropyLoss(), logits, targets)
+    torch.testing.assert_close(ours, torchs)
+
+
+def test_cross_entropy_matches_torch_for_probability_targets(logits):
+    targets = torch.softmax(torch.randn(64, 10, dtype=torch.float64), dim=1)
+    torch.testing.assert_close(
+        loss_and_grad(cross_entropy, logits, targets), loss_and_grad(nn.CrossEntropyLoss(), logits, targets)
+    )
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+def test_smoothed_targets_match_torch_label_smoothing(logits, smoothing):
+    labels = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2))
+    targets = smooth(labels, smoothing).double()
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(64, dtype=torch.float64))
+    expected = loss_and_grad(nn.CrossEntropyLoss(label_smoothing=smoothing), logits, labels)
+    torch.testing.assert_close(loss_and_grad(cross_entropy, logits, targets), expected)
+    torch.testing.assert_close(loss_and_grad(nn.CrossEntropyLoss(), logits, targets), expected)
+
+
+def test_cross_entropy_has_finite_loss_and_gradient_for_logits_of_1000():
+    logits = torch.tensor([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 500.0]])
+    targets = torch.tensor([1, 0])  # both confidently wrong: the loss is about 2000, not inf
+    loss, grad = loss_and_grad(cross_entropy, logits, targets)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    torch.testing.assert_close((loss, grad), loss_and_grad(nn.CrossEntropyLoss(), logits, targets))
+    assert loss.item() == pytest.approx(2000.0, rel=1e-3)
+
+
+def test_scratch_code_calls_no_library_softmax_or_cross_entropy():
+    """The hand-written functions may call each other, but no torch.*/tensor.* softmax-family method."""
+    from softmax_exp import losses
+
+    tree = ast.parse(inspect.getsource(losses))
+    scratch = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name != "build_loss"]
+    called = {
+        node.func.attr
+        for function in scratch
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert called.isdisjoint({"softmax", "log_softmax", "cross_entropy", "logsumexp", "nll_loss"}), called
+    assert {"exp", "log", "max", "sum"} <= called  # the formulas, written out

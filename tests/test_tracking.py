@@ -1,0 +1,230 @@
+"""Runs and sweeps through the real CLI, tracked in a real MLflow store (SQLite, and an `mlflow server`)."""
+
+import csv
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow.pytorch
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.data import to_unit_interval
+from softmax_exp.tracking import SWEEP_TAG
+
+from .conftest import run_cli
+
+QUICK = ("epochs=2", "data.limit=5000")
+
+
+def runs_of(uri: str, experiment: str = "softmax_exp"):
+    client = MlflowClient(uri)
+    return client, client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=100)
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("single")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    result = run_cli(folder, *QUICK, f"tracking.uri={uri}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = runs_of(uri)
+    assert len(runs) == 1
+    return client, runs[0], result
+
+
+def test_each_epoch_prints_one_line_of_named_metrics(single_run):
+    lines = [line for line in single_run[2].stdout.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2
+    for name in ("train_loss=", "train_acc=", "test_acc=", "seconds="):
+        assert name in lines[0]
+
+
+def test_a_run_carries_its_name_params_and_tags(single_run):
+    _, run, _ = single_run
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "epochs=2,data.limit=5000"
+    params = run.data.params
+    expected = {"lr": "0.1", "batch_size": "256", "epochs": "2", "seed": "0", "device": "auto", "data.limit": "5000"}
+    assert expected.items() <= params.items()
+    assert {"loss": "torch", "labels": "hard", "optimizer": "torch", "labels.name": "hard"}.items() <= params.items()
+    assert {"data.root", "tracking.uri", "tracking.experiment", "loss.name", "optimizer.name"} <= params.keys()
+    tags = run.data.tags
+    assert tags["device"] == "cpu" and tags["torch_version"] == torch.__version__ and tags["hydra_version"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if head.returncode == 0:
+        assert tags["git_commit"] == head.stdout.strip() and tags["git_dirty"] in ("True", "False")
+    else:  # not a git checkout, or no commit yet
+        assert "git_commit" not in tags
+
+
+def test_a_run_has_a_metric_history_per_epoch(single_run):
+    client, run, result = single_run
+    for key in ("train_loss", "train_acc", "test_acc", "epoch_seconds"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2]
+    test_acc = [m.value for m in client.get_metric_history(run.info.run_id, "test_acc")]
+    assert run.data.metrics["final_test_acc"] == test_acc[-1] > 0.65
+    assert f"test_acc={test_acc[-1]:.4f}" in result.stdout
+
+
+def test_a_run_keeps_config_log_plots_and_confusion_matrix(single_run, tmp_path):
+    client, run, _ = single_run
+    run_id = run.info.run_id
+    names = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "hydra")}
+    expected = {"hydra/config.yaml", "hydra/overrides.yaml", "hydra/hydra.yaml", "softmax_exp.log"}
+    assert expected | {"learning_curves.png", "confusion_matrix.png", "confusion_matrix.csv"} <= names
+    folder = Path(client.download_artifacts(run_id, "", str(tmp_path)))
+    assert "epochs: 2" in (folder / "hydra" / "config.yaml").read_text()
+    assert "epoch   2" in (folder / "softmax_exp.log").read_text()
+    assert (folder / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.reader((folder / "confusion_matrix.csv").open()))
+    assert rows[0][-1] == "class_accuracy" and len(rows) == 11
+    counts = [[int(c) for c in row[1:-1]] for row in rows[1:]]
+    assert sum(map(sum, counts)) == 10_000 and all(sum(row) == 1000 for row in counts)
+    correct = sum(counts[i][i] for i in range(10))
+    assert correct / 10_000 == pytest.approx(run.data.metrics["final_test_acc"])
+    assert float(rows[1][-1]) == pytest.approx(counts[0][0] / 1000, abs=1e-4)
+
+
+def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
+    _, run, _ = single_run
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    batch = to_unit_interval(fashion_mnist.test.images[:1000])
+    with torch.no_grad():
+        logits = model(batch)
+    assert logits.shape == (1000, 10)
+    accuracy = (logits.argmax(1) == fashion_mnist.test.labels[:1000]).float().mean().item()
+    assert accuracy > 0.65
+
+
+def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(tmp_path, "-m", "loss=scratch,torch", "labels=hard,soft", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = runs_of(uri)
+    parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 4 and len(runs) == 5
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.info.run_name for r in children} == {
+        f"loss={loss},labels={labels},epochs=1,data.limit=3000" for loss in ("scratch", "torch") for labels in ("hard", "soft")
+    }
+    parent = parents[0]
+    assert parent.data.params["loss"] == "scratch,torch" and parent.data.params["labels"] == "hard,soft"
+    best = max(children, key=lambda r: r.data.metrics["final_test_acc"])
+    assert parent.data.tags["best_job"] == best.info.run_name
+    assert parent.data.metrics["best_test_acc"] == best.data.metrics["final_test_acc"]
+    folder = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "parent")))
+    rows = list(csv.DictReader((folder / "sweep_results.csv").open()))
+    assert len(rows) == 4 and rows[0]["run_name"] == best.info.run_name
+    assert (folder / "test_acc_vs_lr.png").read_bytes()[:4] == b"\x89PNG"
+
+    report = run_cli(tmp_path, "--uri", uri, module="softmax_exp.report")
+    assert report.returncode == 0, report.stderr
+    table = report.stdout.splitlines()
+    assert table[1].split()[0] == "run_name"
+    assert table[2].startswith(best.info.run_name) and len(table) == 6
+    assert f"{best.data.metrics['final_test_acc']:.4f}" in table[2]
+
+
+def test_a_diverging_job_fails_alone_and_the_sweep_goes_on(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(tmp_path, "-m", "lr=1e38,0.1", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
+    assert result.returncode == 1
+    assert "error: training diverged at epoch 1" in result.stdout
+    assert "1 of 2 jobs failed (lr=1e+38" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    _, runs = runs_of(uri)
+    status = {r.info.run_name: r.info.status for r in runs if SWEEP_TAG not in r.data.tags}
+    assert status == {"lr=1e+38,epochs=1,data.limit=3000": "FAILED", "lr=0.1,epochs=1,data.limit=3000": "FINISHED"}
+    failed = next(r for r in runs if r.info.status == "FAILED")
+    assert "diverged" in failed.data.tags["error"]
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_bad_data_fails_the_run_with_the_reason(tmp_path):
+    data_root = tmp_path / "broken"
+    data_root.mkdir()
+    (data_root / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(tmp_path, f"data.root={data_root}", f"tracking.uri={uri}")
+    assert result.returncode == 1
+    assert f"error: cannot read {data_root}/train-images-idx3-ubyte.gz" in result.stdout
+    assert "apt-get install -y dataset-fashion-mnist" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    _, runs = runs_of(uri)
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "train-images-idx3-ubyte.gz" in runs[0].data.tags["error"]
+
+
+def test_ctrl_c_marks_the_run_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "-m", "softmax_exp", "epochs=500", f"tracking.uri={uri}", f"hydra.run.dir={tmp_path}/run"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch   1"):
+            break
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    _, runs = runs_of(uri)
+    assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on a loopback port, stopped after the tests."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
+    ]  # fmt: skip
+    server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_a_run_tracked_on_an_mlflow_server(mlflow_server, tmp_path, fashion_mnist):
+    result = run_cli(tmp_path, *QUICK, f"tracking.uri={mlflow_server}", "tracking.experiment=remote")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = runs_of(mlflow_server, "remote")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    run_id = runs[0].info.run_id
+    assert len(client.get_metric_history(run_id, "test_acc")) == 2
+    assert {"learning_curves.png", "confusion_matrix.csv"} <= {a.path for a in client.list_artifacts(run_id)}
+    model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    assert model(to_unit_interval(fashion_mnist.test.images[:8])).shape == (8, 10)
+
+
+@pytest.mark.parametrize("mode", [[], ["-m", "lr=0.1,0.2"]])
+def test_an_unreachable_tracking_server_fails_fast_before_any_work(tmp_path, mode):
+    start = time.monotonic()
+    result = run_cli(tmp_path, *mode, f"tracking.uri=http://127.0.0.1:{free_port()}", timeout=60)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "MLflow tracking server http://127.0.0.1:" in output and "is unreachable" in output
+    assert "epoch" not in output and "Launching" not in output and "Traceback" not in output
+    assert time.monotonic() - start < 30

@@ -1,0 +1,65 @@
+"""Real training on Fashion-MNIST: it learns, it is reproducible, and scratch matches torch."""
+
+import pytest
+
+from softmax_exp.errors import DivergedError
+from softmax_exp.train import train
+
+from .conftest import compose_config
+
+QUICK = ("data.limit=10000", "epochs=3")
+
+
+def history(fashion_mnist, *overrides):
+    return [vars(m) for m in train(compose_config(*overrides), fashion_mnist).history]
+
+
+def test_a_short_run_learns_well_above_chance(fashion_mnist):
+    result = train(compose_config("data.limit=5000", "epochs=2"), fashion_mnist)
+    assert [m.epoch for m in result.history] == [1, 2]
+    assert result.final["test_acc"] > 0.65  # chance is 0.10
+    assert result.history[1].train_loss < result.history[0].train_loss
+
+
+def test_the_same_config_gives_the_same_numbers(fashion_mnist):
+    first, second = history(fashion_mnist, *QUICK), history(fashion_mnist, *QUICK)
+    for a, b in zip(first, second):
+        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {k: v for k, v in b.items() if k != "epoch_seconds"}
+
+
+def assert_same_metrics(first, second):
+    for a, b in zip(first, second, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
+        assert a["train_acc"] == pytest.approx(b["train_acc"], abs=1e-3)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-3)
+
+
+@pytest.mark.parametrize("labels", ["hard", "soft"])
+def test_scratch_loss_matches_torch_loss_epoch_by_epoch(fashion_mnist, labels):
+    assert_same_metrics(
+        history(fashion_mnist, *QUICK, f"labels={labels}", "loss=scratch"),
+        history(fashion_mnist, *QUICK, f"labels={labels}", "loss=torch"),
+    )
+
+
+def test_scratch_sgd_matches_torch_sgd_epoch_by_epoch(fashion_mnist):
+    assert_same_metrics(
+        history(fashion_mnist, *QUICK, "optimizer=scratch"), history(fashion_mnist, *QUICK, "optimizer=torch")
+    )
+
+
+def test_a_diverging_run_stops_at_that_epoch(fashion_mnist):
+    seen = []
+    with pytest.raises(DivergedError, match="diverged at epoch 1: train_loss=nan"):
+        train(compose_config("lr=1e38", *QUICK), fashion_mnist, on_epoch=seen.append)
+    assert seen == []
+
+
+@pytest.mark.parametrize("loss", ["scratch", "torch"])
+@pytest.mark.parametrize("labels", ["hard", "soft"])
+def test_default_ten_epochs_reach_the_textbook_accuracy(fashion_mnist, loss, labels):
+    result = train(compose_config(f"loss={loss}", f"labels={labels}"), fashion_mnist)
+    assert len(result.history) == 10
+    assert result.final["train_acc"] > 0.84
+    assert max(m.test_acc for m in result.history) >= 0.83
+    assert result.final["test_acc"] >= 0.81
