@@ -7,7 +7,7 @@ and which values make sense, so a typo or a wrong type fails at composition time
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -45,7 +45,7 @@ class OptimizerConfig:
 @dataclass
 class DataConfig:
     root: str = MISSING
-    limit: Optional[int] = None  # number of training examples to keep; None keeps all 60,000
+    limit: int | None = None  # number of training examples to keep; None keeps all 60,000
 
 
 @dataclass

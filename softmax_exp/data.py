@@ -21,8 +21,7 @@ log = logging.getLogger(__name__)
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 HOW_TO_GET = (
-    "install Debian's copy with `sudo apt-get install -y dataset-fashion-mnist`, "
-    "or put the four IDX files in data.root"
+    "install Debian's copy with `sudo apt-get install -y dataset-fashion-mnist`, or put the four IDX files in data.root"
 )
 CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -113,7 +112,9 @@ def download(root: Path) -> Path:
         TorchvisionFashionMNIST(str(root), train=True, download=True)
         TorchvisionFashionMNIST(str(root), train=False, download=True)
     except Exception as error:  # torchvision raises bare RuntimeError/URLError/OSError when offline
-        raise DataError(f"Fashion-MNIST is not in {root} nor {DEBIAN_ROOT}, and downloading failed ({error}); {HOW_TO_GET}") from None
+        raise DataError(
+            f"Fashion-MNIST is not in {root} nor {DEBIAN_ROOT}, and downloading failed ({error}); {HOW_TO_GET}"
+        ) from None
     return root / "FashionMNIST" / "raw"
 
 

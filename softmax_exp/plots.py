@@ -43,7 +43,7 @@ def accuracy_vs_lr(rows: list[dict]) -> Figure:
     combos = sorted({(row["loss"], row["labels"]) for row in rows})
     for loss, labels in combos:
         points = sorted((row["lr"], row["test_acc"]) for row in rows if (row["loss"], row["labels"]) == (loss, labels))
-        axes.plot(*zip(*points), marker="o", label=f"loss={loss}, labels={labels}")
+        axes.plot(*zip(*points, strict=True), marker="o", label=f"loss={loss}, labels={labels}")
     axes.set_xscale("log")
     axes.set(xlabel="learning rate", ylabel="final test accuracy", title="Test accuracy by learning rate")
     axes.legend()

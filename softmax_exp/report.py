@@ -42,7 +42,9 @@ def format_table(rows: list[dict]) -> str:
 
     cells = [list(TABLE_COLUMNS)] + [[cell(column, row[column]) for column in TABLE_COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
-    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in cells)
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in cells
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

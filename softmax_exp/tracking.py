@@ -124,7 +124,11 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 def confusion_counts(model: torch.nn.Module, test: Split, device: torch.device) -> list[list[int]]:
     """counts[true][predicted] over the test set."""
     predicted = predict(model, to_unit_interval(test.images.to(device))).cpu()
-    return torch.bincount(test.labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2).view(len(CLASSES), -1).tolist()
+    return (
+        torch.bincount(test.labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2)
+        .view(len(CLASSES), -1)
+        .tolist()
+    )
 
 
 def write_confusion_csv(path: Path, counts: list[list[int]]) -> None:
@@ -157,7 +161,9 @@ class JobRun:
         mlflow.pytorch.log_model(
             result.model.cpu(),
             name="model",
-            input_example=to_unit_interval(test.images[:5]).numpy(),  # five 784-pixel rows: gives the model its signature
+            input_example=to_unit_interval(
+                test.images[:5]
+            ).numpy(),  # five 784-pixel rows: gives the model its signature
             serialization_format="pickle",  # the default, torch.export, adds seconds for a one-layer model
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips MLflow's slow inference
         )

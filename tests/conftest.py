@@ -30,7 +30,9 @@ def store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
-def run_cli(tmp_path: Path, *args: str, module: str = "softmax_exp", timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli(
+    tmp_path: Path, *args: str, module: str = "softmax_exp", timeout: float = 240
+) -> subprocess.CompletedProcess:
     """`python -m softmax_exp ARGS` in a subprocess, from a foreign working directory, writing under tmp_path."""
     hydra_dirs = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
     command = [sys.executable, "-m", module, *args, *(hydra_dirs if module == "softmax_exp" else [])]

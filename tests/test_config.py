@@ -14,7 +14,9 @@ from softmax_exp.errors import ConfigError
 from .conftest import compose_config, run_cli
 
 CONF = PROJECT_ROOT / "conf"
-OPTIONS = [(group, path.stem) for group in ("loss", "labels", "optimizer") for path in sorted((CONF / group).glob("*.yaml"))]
+OPTIONS = [
+    (group, path.stem) for group in ("loss", "labels", "optimizer") for path in sorted((CONF / group).glob("*.yaml"))
+]
 
 
 def test_defaults_are_the_textbook_setup():
@@ -56,7 +58,16 @@ def sweep_params(experiment: str) -> dict:
 
 @pytest.mark.parametrize(
     "override",
-    ["loss=foo", "labels=medium", "optimizer=adam", "lr=fast", "batch_size=1.5", "epochs=ten", "lrr=0.1", "data.roots=x"],
+    [
+        "loss=foo",
+        "labels=medium",
+        "optimizer=adam",
+        "lr=fast",
+        "batch_size=1.5",
+        "epochs=ten",
+        "lrr=0.1",
+        "data.roots=x",
+    ],
 )
 def test_hydra_refuses_unknown_options_and_wrong_types(override):
     with pytest.raises(ConfigCompositionException):

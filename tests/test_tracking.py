@@ -1,6 +1,7 @@
 """Runs and sweeps through the real CLI, tracked in a real MLflow store (SQLite, and an `mlflow server`)."""
 
 import csv
+import shutil
 import signal
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow.pytorch
 import pytest
@@ -15,7 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from softmax_exp.config import PROJECT_ROOT
-from softmax_exp.data import to_unit_interval
+from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.tracking import SWEEP_TAG
 
 from .conftest import run_cli
@@ -36,18 +38,18 @@ def single_run(tmp_path_factory):
     assert result.returncode == 0, result.stdout + result.stderr
     client, runs = runs_of(uri)
     assert len(runs) == 1
-    return client, runs[0], result
+    return SimpleNamespace(uri=uri, client=client, run=runs[0], stdout=result.stdout)
 
 
 def test_each_epoch_prints_one_line_of_named_metrics(single_run):
-    lines = [line for line in single_run[2].stdout.splitlines() if line.startswith("epoch")]
+    lines = [line for line in single_run.stdout.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2
     for name in ("train_loss=", "train_acc=", "test_acc=", "seconds="):
         assert name in lines[0]
 
 
 def test_a_run_carries_its_name_params_and_tags(single_run):
-    _, run, _ = single_run
+    run = single_run.run
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "epochs=2,data.limit=5000"
     params = run.data.params
@@ -65,17 +67,17 @@ def test_a_run_carries_its_name_params_and_tags(single_run):
 
 
 def test_a_run_has_a_metric_history_per_epoch(single_run):
-    client, run, result = single_run
+    client, run = single_run.client, single_run.run
     for key in ("train_loss", "train_acc", "test_acc", "epoch_seconds"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2]
     test_acc = [m.value for m in client.get_metric_history(run.info.run_id, "test_acc")]
     assert run.data.metrics["final_test_acc"] == test_acc[-1] > 0.65
-    assert f"test_acc={test_acc[-1]:.4f}" in result.stdout
+    assert f"test_acc={test_acc[-1]:.4f}" in single_run.stdout
 
 
 def test_a_run_keeps_config_log_plots_and_confusion_matrix(single_run, tmp_path):
-    client, run, _ = single_run
+    client, run = single_run.client, single_run.run
     run_id = run.info.run_id
     names = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "hydra")}
     expected = {"hydra/config.yaml", "hydra/overrides.yaml", "hydra/hydra.yaml", "softmax_exp.log"}
@@ -94,8 +96,8 @@ def test_a_run_keeps_config_log_plots_and_confusion_matrix(single_run, tmp_path)
 
 
 def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
-    _, run, _ = single_run
-    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    mlflow.set_tracking_uri(single_run.uri)  # runs:/ URIs resolve against the current store
+    model = mlflow.pytorch.load_model(f"runs:/{single_run.run.info.run_id}/model")
     batch = to_unit_interval(fashion_mnist.test.images[:1000])
     with torch.no_grad():
         logits = model(batch)
@@ -106,7 +108,9 @@ def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
 
 def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, "-m", "loss=scratch,torch", "labels=hard,soft", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
+    result = run_cli(
+        tmp_path, "-m", "loss=scratch,torch", "labels=hard,soft", "epochs=1", "data.limit=3000", f"tracking.uri={uri}"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     client, runs = runs_of(uri)
     parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
@@ -114,7 +118,9 @@ def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
     assert len(parents) == 1 and len(children) == 4 and len(runs) == 5
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.info.run_name for r in children} == {
-        f"loss={loss},labels={labels},epochs=1,data.limit=3000" for loss in ("scratch", "torch") for labels in ("hard", "soft")
+        f"loss={loss},labels={labels},epochs=1,data.limit=3000"
+        for loss in ("scratch", "torch")
+        for labels in ("hard", "soft")
     }
     parent = parents[0]
     assert parent.data.params["loss"] == "scratch,torch" and parent.data.params["labels"] == "hard,soft"
@@ -153,6 +159,7 @@ def test_bad_data_fails_the_run_with_the_reason(tmp_path):
     data_root = tmp_path / "broken"
     data_root.mkdir()
     (data_root / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    shutil.copy(DEBIAN_ROOT / "train-labels-idx1-ubyte.gz", data_root)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = run_cli(tmp_path, f"data.root={data_root}", f"tracking.uri={uri}")
     assert result.returncode == 1
@@ -166,7 +173,14 @@ def test_bad_data_fails_the_run_with_the_reason(tmp_path):
 
 def test_ctrl_c_marks_the_run_killed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "softmax_exp", "epochs=500", f"tracking.uri={uri}", f"hydra.run.dir={tmp_path}/run"]
+    command = [
+        sys.executable,
+        "-m",
+        "softmax_exp",
+        "epochs=500",
+        f"tracking.uri={uri}",
+        f"hydra.run.dir={tmp_path}/run",
+    ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         if line.startswith("epoch   1"):
@@ -215,6 +229,7 @@ def test_a_run_tracked_on_an_mlflow_server(mlflow_server, tmp_path, fashion_mnis
     run_id = runs[0].info.run_id
     assert len(client.get_metric_history(run_id, "test_acc")) == 2
     assert {"learning_curves.png", "confusion_matrix.csv"} <= {a.path for a in client.list_artifacts(run_id)}
+    mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
     assert model(to_unit_interval(fashion_mnist.test.images[:8])).shape == (8, 10)
 

@@ -23,8 +23,10 @@ def test_a_short_run_learns_well_above_chance(fashion_mnist):
 
 def test_the_same_config_gives_the_same_numbers(fashion_mnist):
     first, second = history(fashion_mnist, *QUICK), history(fashion_mnist, *QUICK)
-    for a, b in zip(first, second):
-        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {k: v for k, v in b.items() if k != "epoch_seconds"}
+    for a, b in zip(first, second, strict=True):
+        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {
+            k: v for k, v in b.items() if k != "epoch_seconds"
+        }
 
 
 def assert_same_metrics(first, second):

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what is missing, and nothing else: Debian's Fashion-MNIST, then a virtualenv (.venv) holding
+# the project and its dependencies. Safe to run again; sourced by scripts/run.sh and scripts/test.sh.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+need_apt=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
+python3 -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]} (Debian)"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Reinstall only when pyproject.toml changed since the last install (torch alone is ~6 GB: do it once).
+stamp="$root/.venv/.installed"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+    echo "setup: creating $root/.venv with torch, hydra, mlflow (a few minutes the first time)"
+    python3 -m venv "$root/.venv"
+    "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[dev]"
+    touch "$stamp"
+fi
