@@ -7,7 +7,6 @@ and which values make sense, so a typo or a wrong type fails at composition time
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -27,14 +26,9 @@ class LossConfig:
 
 
 @dataclass
-class HardLabelsConfig:
-    name: str = MISSING  # hard
-
-
-@dataclass
-class SoftLabelsConfig:
-    name: str = MISSING  # soft
-    smoothing: float = MISSING  # epsilon: mass spread evenly over all K classes
+class LabelsConfig:
+    name: str = MISSING  # hard | soft
+    smoothing: float | None = None  # soft only: epsilon, the mass spread evenly over all K classes
 
 
 @dataclass
@@ -57,7 +51,7 @@ class TrackingConfig:
 @dataclass
 class Config:
     loss: LossConfig = MISSING
-    labels: Any = MISSING  # HardLabelsConfig or SoftLabelsConfig, by the group option chosen
+    labels: LabelsConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -68,16 +62,8 @@ class Config:
     device: str = MISSING  # auto | cpu | cuda
 
 
-def register_schemas() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="schema", node=Config)
-    cs.store(group="loss", name="schema", node=LossConfig)
-    cs.store(group="labels", name="hard_schema", node=HardLabelsConfig)
-    cs.store(group="labels", name="soft_schema", node=SoftLabelsConfig)
-    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
-
-
-register_schemas()
+# conf/config.yaml lists `schema` first in its defaults, so every group option is merged into these types.
+ConfigStore.instance().store(name="schema", node=Config)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -92,9 +78,13 @@ def validate(cfg: DictConfig) -> None:
         (cfg.data.limit is None or cfg.data.limit >= 1, f"data.limit={cfg.data.limit}: must be at least 1, or null"),
         (cfg.device in ("auto", "cpu", "cuda"), f"device={cfg.device}: use auto, cpu or cuda"),
     ]
+    smoothing = cfg.labels.smoothing
     if cfg.labels.name == "soft":
-        smoothing = cfg.labels.smoothing
-        checks.append((0 <= smoothing < 1, f"labels.smoothing={smoothing}: must be in [0, 1)"))
+        checks.append(
+            (smoothing is not None and 0 <= smoothing < 1, f"labels.smoothing={smoothing}: must be in [0, 1)")
+        )
+    else:
+        checks.append((smoothing is None, f"labels.smoothing={smoothing}: smoothing applies only to labels=soft"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
