@@ -38,7 +38,7 @@ def sweep_name(config: DictConfig) -> str:
     experiment = config.hydra.runtime.choices.get("experiment")
     if experiment not in (None, "null"):
         return f"experiment={experiment}"
-    return " ".join(config.hydra.overrides.task) or "sweep"
+    return " ".join(tracking.choices(list(config.hydra.overrides.task))) or "sweep"
 
 
 def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:

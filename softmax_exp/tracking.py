@@ -51,9 +51,13 @@ class JobInfo:
 
     @property
     def run_name(self) -> str:
-        """The job's choices, e.g. `loss=scratch,labels=soft,lr=0.05`: its overrides, less where things go."""
-        choices = [o for o in self.overrides if not o.lstrip("+~").startswith(NOT_CHOICES)]
-        return ",".join(choices) or "defaults"
+        """The job's choices, e.g. `loss=scratch,labels=soft,lr=0.05`."""
+        return ",".join(choices(self.overrides)) or "defaults"
+
+
+def choices(overrides: list[str]) -> list[str]:
+    """The overrides that change the experiment, less where data and runs live and the sweep's name."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(NOT_CHOICES)]
 
 
 def check_reachable(uri: str) -> None:
