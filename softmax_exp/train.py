@@ -80,11 +80,11 @@ def train(cfg: DictConfig, data: FashionMNIST, on_epoch: Callable[[EpochMetrics]
         # Kept on the device and summed once per epoch: reading them every step would cost a sync each.
         batch_losses, predictions = [], []
         for batch in batches:
-            pixels = batch_pixels[: len(batch)]
-            torch.index_select(train_images, 0, batch, out=batch_bytes[: len(batch)])
-            pixels.copy_(batch_bytes[: len(batch)]).div_(255)  # bytes 0..255 -> [0, 1], as to_unit_interval
+            pixels, pixel_bytes = batch_pixels[: len(batch)], batch_bytes[: len(batch)]
+            torch.index_select(train_images, 0, batch, out=pixel_bytes)
+            torch.div(pixel_bytes, 255, out=pixels)  # bytes 0..255 -> [0, 1], as to_unit_interval
             logits = model(pixels)
-            loss = loss_fn(logits, targets[batch])
+            loss = loss_fn(logits, targets.index_select(0, batch))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
