@@ -1,27 +1,30 @@
-"""The figures a run and a sweep leave in MLflow: learning curves, confusion matrix, accuracy vs lr."""
+"""The figures a run and a sweep leave in MLflow: learning curves, confusion matrix, accuracy vs lr.
 
-import matplotlib
+Plain Figure objects, not pyplot: no window and no global registry, so a sweep frees each job's figures.
+"""
 
-matplotlib.use("Agg")  # files only, no window: runs headless and in sweeps
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def learning_curves(history: list[dict]) -> Figure:
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4), layout="tight")
+    loss_axes, acc_axes = figure.subplots(1, 2)
     loss_axes.plot(epochs, [row["train_loss"] for row in history], marker="o")
     loss_axes.set(xlabel="epoch", ylabel="train loss (cross-entropy, nats)", title="Training loss")
     for key in ("train_acc", "test_acc"):
         acc_axes.plot(epochs, [row[key] for row in history], marker="o", label=key)
     acc_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     acc_axes.legend()
-    figure.tight_layout()
+    for axes in (loss_axes, acc_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     return figure
 
 
 def confusion_matrix(matrix: list[list[int]], classes: tuple[str, ...]) -> Figure:
-    figure, axes = plt.subplots(figsize=(8, 7))
+    figure = Figure(figsize=(8, 7), layout="tight")
+    axes = figure.subplots()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, label="test images")
     ticks = range(len(classes))
@@ -33,13 +36,13 @@ def confusion_matrix(matrix: list[list[int]], classes: tuple[str, ...]) -> Figur
         for predicted, count in enumerate(row):
             color = "white" if count > peak / 2 else "black"
             axes.text(predicted, true, str(count), ha="center", va="center", fontsize=7, color=color)
-    figure.tight_layout()
     return figure
 
 
 def accuracy_vs_lr(rows: list[dict]) -> Figure:
     """Test accuracy against learning rate, one line per loss x labels combination."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5), layout="tight")
+    axes = figure.subplots()
     combos = sorted({(row["loss"], row["labels"]) for row in rows})
     for loss, labels in combos:
         points = sorted((row["lr"], row["test_acc"]) for row in rows if (row["loss"], row["labels"]) == (loss, labels))
@@ -47,5 +50,4 @@ def accuracy_vs_lr(rows: list[dict]) -> Figure:
     axes.set_xscale("log")
     axes.set(xlabel="learning rate", ylabel="final test accuracy", title="Test accuracy by learning rate")
     axes.legend()
-    figure.tight_layout()
     return figure
