@@ -1,0 +1,51 @@
+"""Seconds per epoch of the suite's trainer, for each loss x optimizer (labels=hard, every other key default).
+
+    python benchmarks/suite_epochs.py [--reps 3]
+
+Calls softmax_exp.train.train directly, so start-up, data loading and tracking are not in the numbers: only
+training plus test evaluation, as EpochMetrics.epoch_seconds measures them. bench.py runs this in a child
+process (see bench.py for why); it prints one JSON line: per combination, every timed epoch's seconds and
+the final test accuracy after the configured epochs.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+import softmax_exp.config  # noqa: F401  registers the schema and the project_root resolver before composing
+from softmax_exp import data
+from softmax_exp.train import train
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+COMBOS = [("torch", "torch"), ("torch", "scratch"), ("scratch", "torch"), ("scratch", "scratch")]  # default first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="timed training runs per combination, after a warm-up")
+    args = parser.parse_args()
+
+    results = {}
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        for loss, optimizer in COMBOS:
+            overrides = [f"loss={loss}", f"optimizer={optimizer}", "labels=hard"]
+            cfg = compose("config", overrides=overrides)
+            fashion_mnist = data.load(cfg.data.root)  # cached: read from disk once, before any timing
+            train(compose("config", overrides=[*overrides, "epochs=1"]), fashion_mnist)  # warm-up, not timed
+            epoch_seconds, test_acc = [], None
+            for _ in range(args.reps):
+                result = train(cfg, fashion_mnist)
+                epoch_seconds += [metrics.epoch_seconds for metrics in result.history]
+                test_acc = result.final["test_acc"]  # seeded, so every rep ends at the same accuracy
+            results[f"loss={loss} optimizer={optimizer}"] = {
+                "epoch_seconds": epoch_seconds,
+                "epochs": cfg.epochs,
+                "test_acc": test_acc,
+            }
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
