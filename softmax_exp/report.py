@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     found = client.get_experiment_by_name(experiment)
     sweep = find_sweep(client, found.experiment_id, args.sweep) if found else None
     if sweep is None:
-        print(f"no sweep {args.sweep or ''} in experiment {experiment!r} of {uri}: run one with "
+        named = f" {args.sweep!r}" if args.sweep else ""
+        print(f"no sweep{named} in experiment {experiment!r} of {uri}: run one with "
               "`python -m softmax_exp -m experiment=grid`", file=sys.stderr)  # fmt: skip
         return 1
     print(f"sweep {sweep.info.run_name} ({sweep.info.run_id}), {uri}")
