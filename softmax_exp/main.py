@@ -28,7 +28,7 @@ def run_job(cfg: DictConfig, job: tracking.JobInfo) -> dict:
     with tracking.job_run(cfg, job, device) as run:
         fashion_mnist = data.load(to_absolute_path(cfg.data.root))
         result = train(cfg, fashion_mnist, on_epoch=run.log_epoch)
-        run.log_result(result, fashion_mnist.test, job.output_dir)
+        run.log_result(result, fashion_mnist.test)
     return {"status": "FINISHED", **result.final}
 
 

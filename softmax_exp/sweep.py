@@ -4,12 +4,9 @@ Hydra calls it in the launching process: the parent is created once, before any 
 (best job, a CSV table, test accuracy vs lr) after the last one, however the jobs were launched.
 """
 
-import csv
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -110,12 +107,7 @@ class MlflowSweepCallback(Callback):
             for key in tracking.FINAL_KEYS:
                 client.log_metric(run_id, f"best_{key}", best[key])
             client.log_metric(run_id, "best_lr", best["lr"])
-        with tempfile.TemporaryDirectory() as folder:
-            table = Path(folder) / "sweep_results.csv"
-            with table.open("w", newline="") as file:
-                writer = csv.DictWriter(file, TABLE_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            client.log_artifact(run_id, str(table))
+        table = [list(TABLE_COLUMNS)] + [[row[column] for column in TABLE_COLUMNS] for row in rows]
+        client.log_text(run_id, tracking.csv_text(table), "sweep_results.csv")
         if finished:
             client.log_figure(run_id, plots.accuracy_vs_lr(finished), "test_acc_vs_lr.png")

@@ -5,6 +5,7 @@ through PARENT_RUN_ENV, so each job's run is nested under it, whichever launcher
 """
 
 import csv
+import io
 import logging
 import os
 import subprocess
@@ -135,12 +136,18 @@ def confusion_counts(model: torch.nn.Module, test: Split, device: torch.device) 
     )
 
 
-def write_confusion_csv(path: Path, counts: list[list[int]]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["true \\ predicted", *CLASSES, "class_accuracy"])
-        for true, row in enumerate(counts):
-            writer.writerow([CLASSES[true], *row, f"{row[true] / sum(row):.4f}"])
+def csv_text(rows: list[list]) -> str:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue()
+
+
+def confusion_csv(counts: list[list[int]]) -> str:
+    """The confusion matrix with each true class's accuracy (recall) in the last column."""
+    header = ["true \\ predicted", *CLASSES, "class_accuracy"]
+    return csv_text(
+        [header] + [[CLASSES[true], *row, f"{row[true] / sum(row):.4f}"] for true, row in enumerate(counts)]
+    )
 
 
 class JobRun:
@@ -154,20 +161,18 @@ class JobRun:
         values = asdict(metrics)
         mlflow.log_metrics({k: v for k, v in values.items() if k != "epoch"}, step=values["epoch"])
 
-    def log_result(self, result: TrainResult, test: Split, folder: Path) -> None:
+    def log_result(self, result: TrainResult, test: Split) -> None:
         """Final metrics, learning curves, test confusion matrix and the model."""
         mlflow.log_metrics({f"final_{key}": result.final[key] for key in FINAL_KEYS})
         mlflow.log_figure(plots.learning_curves([asdict(m) for m in result.history]), "learning_curves.png")
         counts = confusion_counts(result.model, test, result.device)
         mlflow.log_figure(plots.confusion_matrix(counts, CLASSES), "confusion_matrix.png")
-        write_confusion_csv(folder / "confusion_matrix.csv", counts)
-        mlflow.log_artifact(str(folder / "confusion_matrix.csv"))
+        mlflow.log_text(confusion_csv(counts), "confusion_matrix.csv")
+        five_rows = to_unit_interval(test.images[:5]).numpy()  # 784 pixels each: gives the model its signature
         mlflow.pytorch.log_model(
             result.model.cpu(),
             name="model",
-            input_example=to_unit_interval(
-                test.images[:5]
-            ).numpy(),  # five 784-pixel rows: gives the model its signature
+            input_example=five_rows,
             serialization_format="pickle",  # the default, torch.export, adds seconds for a one-layer model
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips MLflow's slow inference
         )

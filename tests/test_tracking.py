@@ -18,9 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.main import run_job
+from softmax_exp.tracking import SWEEP_TAG, JobInfo
 
-from .conftest import run_cli
+from .conftest import compose_config, run_cli
 
 QUICK = ("epochs=2", "data.limit=5000")
 
@@ -243,3 +244,14 @@ def test_an_unreachable_tracking_server_fails_fast_before_any_work(tmp_path, mod
     assert "MLflow tracking server http://127.0.0.1:" in output and "is unreachable" in output
     assert "epoch" not in output and "Launching" not in output and "Traceback" not in output
     assert time.monotonic() - start < 30
+
+
+def test_run_job_works_without_hydra_and_returns_its_final_metrics(store, fashion_mnist):
+    """The job function alone, as a notebook or another tool would call it: no Hydra run, no output folder."""
+    cfg = compose_config("epochs=1", "data.limit=3000", f"tracking.uri={store}")
+    metrics = run_job(cfg, JobInfo())
+    client, runs = runs_of(store)
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("defaults", "FINISHED")]
+    assert metrics["status"] == "FINISHED" and metrics["epoch"] == 1
+    assert metrics["test_acc"] == runs[0].data.metrics["final_test_acc"] > 0.5
+    assert "confusion_matrix.csv" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
