@@ -5,6 +5,7 @@ through PARENT_RUN_ENV, so each job's run is nested under it, whichever launcher
 """
 
 import csv
+import functools
 import io
 import logging
 import os
@@ -101,6 +102,7 @@ def experiment_id(uri: str, name: str) -> str:
     return experiment.experiment_id
 
 
+@functools.cache  # the code that runs is the code this process imported: read its git state once
 def git_tags() -> dict[str, str]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout
