@@ -1,6 +1,5 @@
 """The entry point: `python -m softmax_exp [overrides]`, one job per Hydra run or multirun job."""
 
-import gc
 import logging
 import signal
 import sys
@@ -60,6 +59,3 @@ def cli() -> None:
         sys.exit(130)
     finally:
         tracking.end_open_runs(RunStatus.to_string(status))
-        # Nothing is used after this: spare the interpreter's final collection of the million objects that
-        # importing torch and mlflow created (about 2 s of a 10 s run).
-        gc.freeze()
