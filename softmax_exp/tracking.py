@@ -130,7 +130,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
 def confusion_counts(model: torch.nn.Module, test: Split, device: torch.device) -> list[list[int]]:
     """counts[true][predicted] over the test set."""
-    predicted = predict(model, to_unit_interval(test.images.to(device))).cpu()
+    predicted = predict(model, test.images.to(device)).cpu()
     return (
         torch.bincount(test.labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2)
         .view(len(CLASSES), -1)
