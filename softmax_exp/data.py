@@ -7,6 +7,8 @@ largest thing in the process).
 
 import gzip
 import logging
+import os
+import shutil
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -118,16 +120,42 @@ def download(root: Path) -> Path:
     return root / "FashionMNIST" / "raw"
 
 
+def keep_decompressed_copy(source: Path, root: Path) -> None:
+    """Decompress the .gz files of `source` into `root`, where the next run finds them first.
+
+    Reading the 55 MB takes ~0.02 s, inflating them ~0.3 s of every run. All four files or none: a failure
+    (a read-only root, a full disk) must not leave `root` half-filled, which load() would reject.
+    """
+    partials = []
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for packed in sorted(source.glob("*-ubyte.gz")):
+            partial = root / f".{packed.stem}.{os.getpid()}.part"  # a name of its own per process
+            partials.append((partial, root / packed.stem))
+            with gzip.open(packed) as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        for partial, final in partials:
+            os.replace(partial, final)
+        log.info(f"Fashion-MNIST decompressed into {root} for faster start-up")
+    except OSError as error:
+        for partial, _ in partials:
+            partial.unlink(missing_ok=True)
+        log.debug(f"no decompressed copy of Fashion-MNIST in {root}: {error}")
+
+
 @lru_cache(maxsize=2)
 def load(root: str) -> FashionMNIST:
     """The data set from `root` (or torchvision's layout below it), else Debian's copy, else a download.
 
     A folder that holds some of the files must hold them all, intact: it is never silently skipped.
+    Debian's compressed copy is read once, then decompressed into `root` for the runs after.
     """
     root_path = Path(root)
     for folder in (root_path, root_path / "FashionMNIST" / "raw", DEBIAN_ROOT):
         if has_any_file(folder):
             data = read_folder(folder)
             log.info(f"Fashion-MNIST from {folder}")
+            if folder == DEBIAN_ROOT != root_path:
+                keep_decompressed_copy(DEBIAN_ROOT, root_path)
             return data
     return read_folder(download(root_path))

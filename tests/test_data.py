@@ -80,7 +80,23 @@ def test_loads_the_real_data_set(fashion_mnist):
     assert fashion_mnist.test.labels.bincount().tolist() == [1000] * 10
 
 
-def test_an_empty_root_falls_back_to_debians_copy(tmp_path, fashion_mnist):
-    loaded = data.load.__wrapped__(str(tmp_path / "nothing-here"))
+def test_an_empty_root_falls_back_to_debians_copy_and_keeps_it_decompressed(tmp_path, fashion_mnist):
+    root = tmp_path / "nothing-here"
+    loaded = data.load.__wrapped__(str(root))
     assert loaded.source == data.DEBIAN_ROOT
     assert (loaded.train.labels == fashion_mnist.train.labels).all()
+    assert sorted(path.name for path in root.iterdir()) == sorted(p.stem for p in data.DEBIAN_ROOT.glob("*.gz"))
+
+    again = data.load.__wrapped__(str(root))  # the next run reads the plain copy, to the same tensors
+    assert again.source == root
+    for split in ("train", "test"):
+        assert (getattr(again, split).images == getattr(loaded, split).images).all()
+        assert (getattr(again, split).labels == getattr(loaded, split).labels).all()
+
+
+def test_a_root_that_cannot_be_written_still_loads_and_is_left_empty(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    loaded = data.load.__wrapped__(str(blocker / "data"))  # mkdir fails: data.root cannot exist here
+    assert loaded.source == data.DEBIAN_ROOT
+    assert blocker.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [blocker]
