@@ -74,45 +74,46 @@ def final_accuracies(output: str) -> list[float]:
     return [float(acc) for epoch, acc in EPOCH_LINE.findall(output) if int(epoch) == EPOCHS]
 
 
-def measure_textbook(opts: argparse.Namespace) -> dict:
-    """Seconds per epoch after each run's first; 10-epoch runs end to end (extrapolated with --quick)."""
+def measure(opts: argparse.Namespace, store: Path) -> tuple[dict, dict]:
+    """The textbook and the suite side by side, so that a slow spell of this shared machine lands on both.
+
+    First seconds per epoch (textbook, then the suite's trainer in-process); then rounds, each timing one
+    textbook 10-epoch run (extrapolated with --quick), one real `python -m softmax_exp` run and one sweep,
+    both tracking to a temporary store.
+    """
     epochs_run = run("textbook_epochs", [str(TEXTBOOK), "--epochs", str(1 + opts.textbook_epochs)])
-    report = last_json(epochs_run.output)
-    timed = report["epoch_seconds"][1:]
-    if opts.quick:
-        # That run, start-up and warm-up epoch included, plus the epochs it did not run at the median epoch time.
-        ran = len(report["epoch_seconds"])
-        result = {"run_samples": [epochs_run.seconds + (EPOCHS - ran) * median(timed)], "acc_epochs": ran}
-    else:
-        runs = [run(f"textbook_run{i}", [str(TEXTBOOK), "--epochs", str(EPOCHS)]) for i in range(opts.textbook_runs)]
-        result = {"run_samples": [r.seconds for r in runs], "acc_epochs": EPOCHS}
-        reports = [last_json(r.output) for r in runs]
-        report = reports[-1]
-        # Their epochs after the first are more samples of the same thing, for free.
-        timed += [epoch for each in reports for epoch in each["epoch_seconds"][1:]]
-    result.update(test_acc=report["test_acc"], epoch_samples=timed, epoch_seconds=median(timed))
-    result["run_seconds"] = median(result["run_samples"])
-    return result
-
-
-def measure_suite(opts: argparse.Namespace, store: Path) -> dict:
-    """Per-epoch seconds in-process, then real `python -m softmax_exp` runs and sweeps tracking to a temporary store."""
     combos = last_json(run("suite_epochs", [str(SUITE_EPOCHS), "--reps", str(opts.reps)]).output)
     for combo in combos.values():
         combo["epoch_seconds_median"] = median(combo["epoch_seconds"])
+    report = last_json(epochs_run.output)
+    timed = report["epoch_seconds"][1:]
+
     tracking = f"tracking.uri=sqlite:///{store}/mlflow.db"
     single = ["-m", "softmax_exp", tracking]
     # Creates the store (a user's store exists already) and warms the disk cache; not timed.
     run("suite_run_warmup", [*single, f"hydra.run.dir={store}/run_warmup"])
-    runs = [run(f"suite_run{i}", [*single, f"hydra.run.dir={store}/run{i}"]) for i in range(opts.reps)]
-    sweeps = [
-        run(
-            f"suite_sweep{i}",
-            ["-m", "softmax_exp", "-m", "experiment=grid", tracking, f"hydra.sweep.dir={store}/sweep{i}"],
-        )
-        for i in range(opts.reps)
-    ]
-    return {
+    textbook_runs, runs, sweeps = [], [], []
+    for i in range(max(opts.reps, 0 if opts.quick else opts.textbook_runs)):
+        if not opts.quick and i < opts.textbook_runs:
+            textbook_runs.append(run(f"textbook_run{i}", [str(TEXTBOOK), "--epochs", str(EPOCHS)]))
+        if i < opts.reps:
+            runs.append(run(f"suite_run{i}", [*single, f"hydra.run.dir={store}/run{i}"]))
+            sweep = ["-m", "softmax_exp", "-m", "experiment=grid", tracking, f"hydra.sweep.dir={store}/sweep{i}"]
+            sweeps.append(run(f"suite_sweep{i}", sweep))
+
+    if opts.quick:
+        # The epochs run, start-up and warm-up epoch included, plus the epochs it did not run at the median.
+        ran = len(report["epoch_seconds"])
+        textbook = {"run_samples": [epochs_run.seconds + (EPOCHS - ran) * median(timed)], "acc_epochs": ran}
+    else:
+        textbook = {"run_samples": [r.seconds for r in textbook_runs], "acc_epochs": EPOCHS}
+        reports = [last_json(r.output) for r in textbook_runs]
+        report = reports[-1]
+        # Their epochs after the first are more samples of the same thing, for free.
+        timed += [epoch for each in reports for epoch in each["epoch_seconds"][1:]]
+    textbook.update(test_acc=report["test_acc"], epoch_samples=timed, epoch_seconds=median(timed))
+    textbook["run_seconds"] = median(textbook["run_samples"])
+    suite = {
         "combos": combos,
         "run_samples": [r.seconds for r in runs],
         "run_seconds": median(r.seconds for r in runs),
@@ -122,6 +123,7 @@ def measure_suite(opts: argparse.Namespace, store: Path) -> dict:
         "sweep_seconds": median(s.seconds for s in sweeps),
         "sweep_test_accs": final_accuracies(sweeps[-1].output),
     }
+    return textbook, suite
 
 
 def row(what, n, textbook_s, textbook_acc, suite_s, suite_acc, target, acc_checked=None) -> dict:
@@ -248,9 +250,8 @@ def main() -> None:
 
     LOGS.mkdir(parents=True, exist_ok=True)
     load_before, start = os.getloadavg()[0], time.perf_counter()
-    textbook = measure_textbook(opts)
     with tempfile.TemporaryDirectory(prefix="softmax_exp_bench_") as store:  # never the project's own store
-        suite = measure_suite(opts, Path(store))
+        textbook, suite = measure(opts, Path(store))
     meta = {
         "mode": "quick smoke run" if opts.quick else "full run",
         "date": datetime.now().isoformat(timespec="seconds"),
