@@ -222,7 +222,13 @@ def job_run(cfg: DictConfig, job: JobInfo, device: torch.device) -> Iterator[Job
 
 
 def end_open_runs(status: str) -> None:
-    """Close what a dying process still has open (a sweep's parent run), so nothing stays RUNNING."""
+    """Close what a dying process still has open, so nothing stays RUNNING: a sweep's parent run, and the
+    runs of its jobs that a parallel launcher's workers were stopped before closing."""
     for run_id, uri in list(open_runs.items()):
-        MlflowClient(uri).set_terminated(run_id, status)
+        client = MlflowClient(uri)
+        experiment = client.get_run(run_id).info.experiment_id
+        unfinished = f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
+        for child in client.search_runs([experiment], unfinished, max_results=10_000):
+            client.set_terminated(child.info.run_id, status)
+        client.set_terminated(run_id, status)
         open_runs.pop(run_id)

@@ -16,6 +16,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from softmax_exp import tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.main import run_job
@@ -190,6 +191,47 @@ def test_ctrl_c_marks_the_run_killed(tmp_path):
     assert process.wait(timeout=60) == 130
     _, runs = runs_of(uri)
     assert [r.info.status for r in runs] == ["KILLED"]
+
+
+def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(tmp_path, "-m", "experiment=lr_sweep", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Joblib.Parallel(n_jobs=2," in result.stdout and "is launching 5 jobs" in result.stdout
+    _, runs = runs_of(uri)
+    parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
+    assert len(parents) == 1 and parents[0].info.run_name == "experiment=lr_sweep"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(float(r.data.params["lr"]) for r in children) == [0.01, 0.03, 0.1, 0.3, 1.0]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "-m", "softmax_exp", "-m", "experiment=lr_sweep", "epochs=500", "data.limit=3000"]
+    command += [f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch   1"):  # printed by a worker: its job's run is open
+            break
+    process.send_signal(signal.SIGINT)  # to the launching process only: it stops the workers itself
+    assert process.wait(timeout=60) == 130
+    _, runs = runs_of(uri)
+    assert len(runs) >= 2 and {r.info.status for r in runs} == {"KILLED"}
+
+
+def test_a_dying_sweep_ends_the_runs_its_workers_left_open(store):
+    client = MlflowClient(store)
+    experiment = client.create_experiment("dying")
+    parent = client.create_run(experiment).info.run_id
+    nested = {"mlflow.parentRunId": parent}
+    running, finished = (client.create_run(experiment, tags=nested).info.run_id for _ in range(2))
+    client.set_terminated(finished, "FINISHED")
+    tracking.open_runs[parent] = store
+    tracking.end_open_runs("KILLED")
+    assert parent not in tracking.open_runs
+    status = {run_id: client.get_run(run_id).info.status for run_id in (parent, running, finished)}
+    assert status == {parent: "KILLED", running: "KILLED", finished: "FINISHED"}
 
 
 def free_port() -> int:
