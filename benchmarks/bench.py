@@ -126,15 +126,20 @@ def measure(opts: argparse.Namespace, store: Path) -> tuple[dict, dict]:
     return textbook, suite
 
 
-def row(what, n, textbook_s, textbook_acc, suite_s, suite_acc, target, acc_checked=None) -> dict:
-    """One line of the table; `acc_checked` is None where the target says nothing about accuracy."""
+def row(what, n, textbook_s, textbook_acc, suite_s, suite_acc, target, fastest, acc_checked=None) -> dict:
+    """One line of the table; `acc_checked` is None where the target says nothing about accuracy.
+
+    `fastest` is (textbook, suite) for the fastest sample of each: noise on a shared machine only ever adds
+    time, so their ratio is a steadier second estimate; the targets are judged on the medians.
+    """
     speedup = textbook_s / suite_s
     failures = [] if speedup >= target else ["speed"]
     if acc_checked is False:
         failures.append("accuracy")
     return {
         "measurement": what, "n": n, "textbook_seconds": textbook_s, "textbook_test_acc": textbook_acc,
-        "suite_seconds": suite_s, "suite_test_acc": suite_acc, "speedup": speedup, "target": f">= {target}x",
+        "suite_seconds": suite_s, "suite_test_acc": suite_acc, "speedup": speedup,
+        "speedup_fastest": fastest[0] / fastest[1], "target": f">= {target}x",
         "result": "FAIL: " + ", ".join(failures) if failures else "PASS",
     }  # fmt: skip
 
@@ -158,6 +163,7 @@ def build_rows(opts: argparse.Namespace, textbook: dict, suite: dict) -> list[di
                 combo["epoch_seconds_median"],
                 f"{combo['test_acc']:.4f}",
                 target,
+                (min(textbook["epoch_samples"]), min(combo["epoch_seconds"])),
                 acc_ok if default else None,
             )
         )
@@ -174,6 +180,7 @@ def build_rows(opts: argparse.Namespace, textbook: dict, suite: dict) -> list[di
             suite["run_seconds"],
             "n/a" if run_acc is None else f"{run_acc:.4f}",
             RUN_TARGET,
+            (min(textbook["run_samples"]), min(suite["run_samples"])),
         )
     )
     accs = suite["sweep_test_accs"]
@@ -187,13 +194,14 @@ def build_rows(opts: argparse.Namespace, textbook: dict, suite: dict) -> list[di
             suite["sweep_seconds"],
             sweep_acc,
             SWEEP_TARGET,
+            (SWEEP_JOBS * min(textbook["run_samples"]), min(suite["sweep_samples"])),
         )
     )
     peak = max(suite["peak_rss_samples_mb"])
     rows.append({
         "measurement": "peak RSS of a single run (MB)", "n": f"- / {opts.reps}", "textbook_seconds": None,
         "textbook_test_acc": None, "suite_seconds": None, "suite_test_acc": rows[-2]["suite_test_acc"],
-        "speedup": None, "peak_rss_mb": peak, "target": f"<= {RSS_LIMIT_MB} MB",
+        "speedup": None, "speedup_fastest": None, "peak_rss_mb": peak, "target": f"<= {RSS_LIMIT_MB} MB",
         "result": "PASS" if peak <= RSS_LIMIT_MB else "FAIL: memory",
     })  # fmt: skip
     return rows
@@ -205,17 +213,18 @@ def seconds(value: float | None) -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     header = (
-        "| Measurement | n (textbook / suite) | Textbook | test acc | Suite | test acc | Speed-up | Target | Result |"
+        "| Measurement | n (textbook / suite) | Textbook | test acc | Suite | test acc | Speed-up | Target | Result "
+        "| Speed-up, fastest of each |"
     )
     load = meta["load_average_1min"]
     title = f"Benchmark, {meta['mode']}: {meta['date']}, {meta['machine']}"
     title += f", load average {load['before']:.2f} before and {load['after']:.2f} after ({meta['bench_seconds']:.0f} s)"
-    lines = [title, "", header, "|" + "---|" * 9]
+    lines = [title, "", header, "|" + "---|" * 10]
     for r in rows:
         suite = f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else seconds(r["suite_seconds"])
-        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.1f}x"
+        speedup, fastest = ("-" if r[key] is None else f"{r[key]:.1f}x" for key in ("speedup", "speedup_fastest"))
         cells = [r["measurement"], r["n"], seconds(r["textbook_seconds"]), r["textbook_test_acc"] or "-", suite,
-                 r["suite_test_acc"], speedup, r["target"], r["result"]]  # fmt: skip
+                 r["suite_test_acc"], speedup, r["target"], r["result"], fastest]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -225,7 +234,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "unless marked; "
         "the textbook's is that of its 10-epoch run (textbook.py, lr 0.1), shown on every row. "
         "Sweep accuracies: lowest-highest of the 12 jobs (lr 0.01-0.1). Peak RSS: the largest of the timed "
-        "default runs.",
+        "default runs. The last column divides the fastest textbook sample by the fastest suite sample: "
+        "a slow spell of the machine only adds time, so it is the steadier estimate, not the one judged.",
     ]
     if meta["mode"] != "full run":
         lines.append(
