@@ -36,6 +36,6 @@ gc.enable()
 try:
     cli()
     exit_status = 0
-except SystemExit as exit:  # sys.exit(code): None is success, a message means failure
-    exit_status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+except SystemExit as request:  # sys.exit(code): None is success, a message means failure
+    exit_status = request.code if isinstance(request.code, int) else int(request.code is not None)
     raise
