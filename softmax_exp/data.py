@@ -47,9 +47,10 @@ class FashionMNIST:
     source: Path
 
 
-def to_unit_interval(images: torch.Tensor) -> torch.Tensor:
-    """Pixel bytes 0..255 as float32 in [0, 1], the scale torchvision's ToTensor gives."""
-    return images.float().div_(255)
+def to_unit_interval(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel bytes 0..255 as float32 in [0, 1], the scale torchvision's ToTensor gives; into `out` if given."""
+    floats = images.float() if out is None else out.copy_(images)  # copy_ casts in place: no temporary
+    return floats.div_(255)
 
 
 def read_idx(path: Path, magic: int, count: int) -> np.ndarray:

@@ -86,8 +86,7 @@ def train(cfg: DictConfig, data: FashionMNIST, on_epoch: Callable[[EpochMetrics]
         for batch in batches:
             pixels, pixel_bytes = batch_pixels[: len(batch)], batch_bytes[: len(batch)]
             torch.index_select(train_images, 0, batch, out=pixel_bytes)
-            pixels.copy_(pixel_bytes).div_(255)  # bytes 0..255 -> [0, 1] as to_unit_interval, with no temporary
-            logits = model(pixels)
+            logits = model(to_unit_interval(pixel_bytes, out=pixels))
             loss = loss_fn(logits, targets.index_select(0, batch))
             optimizer.zero_grad()
             loss.backward()
