@@ -1,7 +1,7 @@
 """Softmax and cross-entropy by hand, next to torch's nn.CrossEntropyLoss.
 
 Both losses take raw logits (N, K) and either integer class targets (N,) or class probabilities
-(N, K), and return the mean over the batch.
+(N, K), and return the loss of each example (N,); the trainer takes the batch mean per model.
 """
 
 import torch
@@ -24,13 +24,13 @@ def log_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """H(y, p) = -sum_k y_k log p_k, averaged over the batch."""
+    """H(y, p) = -sum_k y_k log p_k, for each example."""
     log_probs = log_softmax(logits)
     if targets.dtype == torch.long:  # class indices: y is one-hot, so the sum keeps one term
-        return -log_probs.gather(1, targets.unsqueeze(1)).mean()
-    return -(targets * log_probs).sum(dim=1).mean()
+        return -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+    return -(targets * log_probs).sum(dim=1)
 
 
 def build_loss(name: str):
-    """The loss for `loss=NAME`: a callable (logits, targets) -> scalar batch mean."""
-    return {"scratch": cross_entropy, "torch": nn.CrossEntropyLoss()}[name]
+    """The loss for `loss=NAME`: a callable (logits, targets) -> the loss of each example."""
+    return {"scratch": cross_entropy, "torch": nn.CrossEntropyLoss(reduction="none")}[name]

@@ -87,7 +87,7 @@ def train(cfg: DictConfig, data: FashionMNIST, on_epoch: Callable[[EpochMetrics]
             pixels, pixel_bytes = batch_pixels[: len(batch)], batch_bytes[: len(batch)]
             torch.index_select(train_images, 0, batch, out=pixel_bytes)
             logits = model(to_unit_interval(pixel_bytes, out=pixels))
-            loss = loss_fn(logits, targets.index_select(0, batch))
+            loss = loss_fn(logits, targets.index_select(0, batch)).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -30,8 +30,11 @@ def test_softmax_and_log_softmax_stay_finite_for_extreme_logits():
 
 
 def loss_and_grad(loss_fn, logits, targets):
+    """The batch mean of the per-example losses, and its gradient with respect to the logits."""
     leaf = logits.clone().requires_grad_(True)
-    loss = loss_fn(leaf, targets)
+    per_example = loss_fn(leaf, targets)
+    assert per_example.shape == (len(logits),)
+    loss = per_example.mean()
     loss.backward()
     return loss.detach(), leaf.grad
 
@@ -39,14 +42,15 @@ def loss_and_grad(loss_fn, logits, targets):
 def test_cross_entropy_matches_torch_for_hard_targets(logits):
     targets = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(1))
     ours = loss_and_grad(cross_entropy, logits, targets)
-    torchs = loss_and_grad(nn.CrossEntropyLoss(), logits, targets)
+    torchs = loss_and_grad(nn.CrossEntropyLoss(reduction="none"), logits, targets)
     torch.testing.assert_close(ours, torchs)
 
 
 def test_cross_entropy_matches_torch_for_probability_targets(logits):
     targets = torch.softmax(torch.randn(64, 10, dtype=torch.float64), dim=1)
     torch.testing.assert_close(
-        loss_and_grad(cross_entropy, logits, targets), loss_and_grad(nn.CrossEntropyLoss(), logits, targets)
+        loss_and_grad(cross_entropy, logits, targets),
+        loss_and_grad(nn.CrossEntropyLoss(reduction="none"), logits, targets),
     )
 
 
@@ -55,9 +59,9 @@ def test_smoothed_targets_match_torch_label_smoothing(logits, smoothing):
     labels = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2))
     targets = smooth(labels, smoothing).double()
     torch.testing.assert_close(targets.sum(dim=1), torch.ones(64, dtype=torch.float64))
-    expected = loss_and_grad(nn.CrossEntropyLoss(label_smoothing=smoothing), logits, labels)
+    expected = loss_and_grad(nn.CrossEntropyLoss(label_smoothing=smoothing, reduction="none"), logits, labels)
     torch.testing.assert_close(loss_and_grad(cross_entropy, logits, targets), expected)
-    torch.testing.assert_close(loss_and_grad(nn.CrossEntropyLoss(), logits, targets), expected)
+    torch.testing.assert_close(loss_and_grad(nn.CrossEntropyLoss(reduction="none"), logits, targets), expected)
 
 
 def test_cross_entropy_has_finite_loss_and_gradient_for_logits_of_1000():
@@ -65,7 +69,7 @@ def test_cross_entropy_has_finite_loss_and_gradient_for_logits_of_1000():
     targets = torch.tensor([1, 0])  # both confidently wrong: the loss is about 2000, not inf
     loss, grad = loss_and_grad(cross_entropy, logits, targets)
     assert torch.isfinite(loss) and torch.isfinite(grad).all()
-    torch.testing.assert_close((loss, grad), loss_and_grad(nn.CrossEntropyLoss(), logits, targets))
+    torch.testing.assert_close((loss, grad), loss_and_grad(nn.CrossEntropyLoss(reduction="none"), logits, targets))
     assert loss.item() == pytest.approx(2000.0, rel=1e-3)
 
 
