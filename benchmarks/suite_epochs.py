@@ -35,12 +35,12 @@ def main() -> None:
             overrides = [f"loss={loss}", f"optimizer={optimizer}", "labels=hard"]
             configs[name] = cfg = compose("config", overrides=overrides)
             fashion_mnist = data.load(cfg.data.root)  # cached: read from disk once, before any timing
-            train(compose("config", overrides=[*overrides, "epochs=1"]), fashion_mnist)  # warm-up, not timed
+            train([compose("config", overrides=[*overrides, "epochs=1"])], fashion_mnist)  # warm-up, not timed
             results[name] = {"epoch_seconds": [], "epochs": cfg.epochs}
         # Round robin, so that a slow spell of the machine spreads over every combination, not just one.
         for _ in range(args.reps):
             for name, cfg in configs.items():
-                result = train(cfg, fashion_mnist)
+                (result,) = train([cfg], fashion_mnist)
                 results[name]["epoch_seconds"] += [metrics.epoch_seconds for metrics in result.history]
                 results[name]["test_acc"] = result.final["test_acc"]  # seeded: every rep ends at the same accuracy
     print(json.dumps(results))

@@ -1,29 +1,30 @@
-"""Minibatch SGD by hand, next to torch.optim.SGD; both expose step() and zero_grad()."""
-
-from collections.abc import Iterable
+"""Minibatch SGD by hand, next to torch.optim.SGD; both take parameter groups, each with its own lr,
+and expose step() and zero_grad()."""
 
 import torch
 
 
 class ScratchSGD:
-    """theta <- theta - lr * grad(loss), for every parameter."""
+    """theta <- theta - lr * grad(loss), for every parameter of every group."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float):
-        self.params = list(params)
-        self.lr = lr
+    def __init__(self, param_groups: list[dict]):  # [{"params": [...], "lr": 0.1}, ...], as torch.optim takes them
+        self.param_groups = [{"params": list(group["params"]), "lr": group["lr"]} for group in param_groups]
 
     @torch.no_grad()  # the update itself must not become part of the next step's graph
     def step(self) -> None:
-        for param in self.params:
-            param -= self.lr * param.grad
+        for group in self.param_groups:
+            for param in group["params"]:
+                param -= group["lr"] * param.grad
 
     def zero_grad(self) -> None:
         # backward() adds into .grad, so last step's gradient must go before the next backward.
-        for param in self.params:
-            param.grad = None
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
 
 
-def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float):
+def build_optimizer(name: str, param_groups: list[dict]):
+    """The optimizer for `optimizer=NAME` over parameter groups [{"params": [...], "lr": ...}, ...]."""
     if name == "scratch":
-        return ScratchSGD(params, lr)
-    return torch.optim.SGD(params, lr=lr)
+        return ScratchSGD(param_groups)
+    return torch.optim.SGD(param_groups)

@@ -1,24 +1,40 @@
-"""The training loop: minibatch SGD over in-memory tensors, one line of metrics per epoch."""
+"""The training loop: minibatch SGD for K softmax-regression models in lock-step. A single run is K = 1.
+
+Each model keeps everything that makes it its own job: weights, seed (its initial weights and the order
+it sees the training set in), learning rate, loss, optimizer and targets. What the models share is the
+fixed cost of a step: models with the same seed see the same batch, gathered once, and models that also
+share a loss and a kind of target make one wide matrix product and one loss call. Each model's gradient
+stays its own, because backward() starts from the *sum* of the models' batch means.
+"""
 
 import logging
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from softmax_exp import evaluate
 from softmax_exp.config import resolve_device
 from softmax_exp.data import FashionMNIST, to_unit_interval
 from softmax_exp.errors import DivergedError
 from softmax_exp.labels import build_targets
 from softmax_exp.losses import build_loss
-from softmax_exp.model import build_model
+from softmax_exp.model import CLASSES, build_model
 from softmax_exp.optimizers import build_optimizer
 
 log = logging.getLogger(__name__)
+
+# What every model of one lock-step group must share: they step through the same data, epoch by epoch.
+LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "device")
+
+
+def lockstep_key(cfg: DictConfig) -> tuple:
+    return tuple(OmegaConf.select(cfg, key) for key in LOCKSTEP_KEYS)
 
 
 @dataclass
@@ -27,7 +43,7 @@ class EpochMetrics:
     train_loss: float  # mean loss over the epoch's examples, measured as they were trained on
     train_acc: float  # fraction of training examples classified right during the epoch
     test_acc: float  # fraction of the 10,000 test images classified right after the epoch
-    epoch_seconds: float  # training plus test evaluation
+    epoch_seconds: float  # wall time of the epoch, training plus test evaluation, shared by its group's models
 
     def line(self) -> str:
         return (
@@ -38,78 +54,157 @@ class EpochMetrics:
 
 @dataclass
 class TrainResult:
+    """One model's training: its history, and after the last epoch its test predictions, or why it stopped."""
+
     model: nn.Linear
-    device: torch.device
     history: list[EpochMetrics] = field(default_factory=list)
+    test_predictions: torch.Tensor | None = None  # (10,000,) the class the final model gives each test image
+    error: DivergedError | None = None
 
     @property
     def final(self) -> dict[str, float]:
         return asdict(self.history[-1])
 
 
-EVAL_ROWS = 1000  # images turned into floats at a time when predicting: 3 MB, not 31 MB for the test set
+@dataclass
+class Bucket:
+    """Models that see the same batches (one seed) and share one loss call (one loss, one kind of target)."""
+
+    seed: int
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    members: list[int]  # indices of the models, in the order of their columns below
+    targets: torch.Tensor  # (N, J) class indices or (N, J, 10) probabilities: the J members side by side
+    labels: torch.Tensor  # (N, J) each member's training labels, for its training accuracy
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The predicted class of each row of pixel bytes (N, 784)."""
-    return torch.cat([model(to_unit_interval(rows)).argmax(dim=1) for rows in images.split(EVAL_ROWS)])
-
-
-def train(cfg: DictConfig, data: FashionMNIST, on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrainResult:
-    """Train softmax regression as `cfg` says; raise DivergedError as soon as the loss is not finite."""
-    device = resolve_device(cfg.device)
-    train_images, train_labels = data.train.images, data.train.labels
-    if cfg.data.limit is not None:
-        train_images, train_labels = train_images[: cfg.data.limit], train_labels[: cfg.data.limit]
-    train_images, train_labels = train_images.to(device), train_labels.to(device)
-    test_images, test_labels = data.test.images.to(device), data.test.labels.to(device)
-    targets = build_targets(cfg.labels, train_labels)
-
-    model = build_model(cfg.seed).to(device)
-    loss_fn = build_loss(cfg.loss.name)
-    optimizer = build_optimizer(cfg.optimizer.name, model.parameters(), cfg.lr)
-    shuffle = torch.Generator().manual_seed(cfg.seed)  # on the CPU, so every device sees the same order
-    count = len(train_labels)
-    # One batch buffer, reused every step: on the CPU a fresh 800 KB tensor per step costs more than the
-    # matmul (the allocator maps new pages and faults them in), about half of each epoch.
-    batch_bytes = torch.empty(cfg.batch_size, train_images.shape[1], dtype=torch.uint8, device=device)
-    batch_pixels = torch.empty(cfg.batch_size, train_images.shape[1], device=device)
-
-    result = TrainResult(model, device)
-    for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
-        order = torch.randperm(count, generator=shuffle).to(device)
-        batches = order.split(cfg.batch_size)
-        # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
-        batch_losses, batch_logits = [], []
-        for batch in batches:
-            pixels, pixel_bytes = batch_pixels[: len(batch)], batch_bytes[: len(batch)]
-            torch.index_select(train_images, 0, batch, out=pixel_bytes)
-            logits = model(to_unit_interval(pixel_bytes, out=pixels))
-            loss = loss_fn(logits, targets.index_select(0, batch)).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            batch_losses.append(loss.detach())
-            batch_logits.append(logits.detach())
-        batch_sizes = torch.tensor([len(batch) for batch in batches], device=device)
-        train_correct = (torch.cat(batch_logits).argmax(dim=1) == train_labels[order]).sum()
-        test_correct = (predict(model, test_images) == test_labels).sum()
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=(torch.stack(batch_losses) * batch_sizes).sum().item() / count,  # batch means -> epoch mean
-            train_acc=train_correct.item() / count,
-            test_acc=test_correct.item() / len(test_labels),
-            epoch_seconds=time.perf_counter() - start,
+def make_buckets(active: list[int], cfgs: list[DictConfig], targets: list[torch.Tensor], labels: torch.Tensor):
+    members = defaultdict(list)
+    for k in active:
+        members[(cfgs[k].seed, cfgs[k].loss.name, targets[k].dim())].append(k)
+    return [
+        Bucket(
+            seed=seed,
+            loss_fn=build_loss(loss),
+            members=ks,
+            targets=torch.stack([targets[k] for k in ks], dim=1),
+            labels=labels.unsqueeze(1).expand(-1, len(ks)),
         )
-        if not math.isfinite(metrics.train_loss):
-            raise DivergedError(
-                f"training diverged at epoch {epoch}: train_loss={metrics.train_loss} with lr={cfg.lr}; "
-                "lower the learning rate (0.1 is the textbook value)"
+        for (seed, loss, _), ks in members.items()
+    ]
+
+
+def make_optimizers(active: list[int], cfgs: list[DictConfig], models: list[nn.Linear]) -> list:
+    """One optimizer per implementation, with a parameter group (and so a learning rate) per model."""
+    groups = defaultdict(list)
+    for k in active:
+        groups[cfgs[k].optimizer.name].append({"params": [models[k].weight, models[k].bias], "lr": cfgs[k].lr})
+    return [build_optimizer(name, param_groups) for name, param_groups in groups.items()]
+
+
+def train(
+    cfgs: list[DictConfig],
+    data: FashionMNIST,
+    on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+    on_group_epoch: Callable[[int, list[EpochMetrics]], None] | None = None,
+) -> list[TrainResult]:
+    """Train one model per config, all in lock-step; the configs must agree on LOCKSTEP_KEYS.
+
+    on_epoch(k, metrics) follows each epoch of model k, on_group_epoch(epoch, metrics) each epoch of the
+    group. A model whose loss is no longer finite stops there with a DivergedError in its result; the
+    others train on exactly as they would have without it.
+    """
+    first = cfgs[0]
+    if any(lockstep_key(cfg) != lockstep_key(first) for cfg in cfgs):
+        raise ValueError(f"models trained in lock-step must agree on {', '.join(LOCKSTEP_KEYS)}")
+    device = resolve_device(first.device)
+    images = data.train.images[: first.data.limit].to(device)
+    labels = data.train.labels[: first.data.limit].to(device)
+    test_images, test_labels = data.test.images.to(device), data.test.labels.to(device)
+    count, batch_size = len(labels), first.batch_size
+
+    results = [TrainResult(build_model(cfg.seed).to(device)) for cfg in cfgs]
+    models = [result.model for result in results]
+    targets = [build_targets(cfg.labels, labels) for cfg in cfgs]
+    # One generator per seed, on the CPU, so every device sees the same order; models that share a seed
+    # share their batches, so each batch is gathered once per seed.
+    shuffles = {seed: torch.Generator().manual_seed(seed) for seed in sorted({cfg.seed for cfg in cfgs})}
+    # One batch buffer per seed, reused every step: on the CPU a fresh 800 KB tensor per step costs more
+    # than the matmul (the allocator maps new pages and faults them in), about half of each epoch.
+    batch_bytes = {
+        seed: torch.empty(batch_size, images.shape[1], dtype=torch.uint8, device=device) for seed in shuffles
+    }
+    batch_pixels = {seed: torch.empty(batch_size, images.shape[1], device=device) for seed in shuffles}
+
+    active = list(range(len(cfgs)))
+    buckets, optimizers = make_buckets(active, cfgs, targets, labels), make_optimizers(active, cfgs, models)
+    for epoch in range(1, first.epochs + 1):
+        start = time.perf_counter()
+        orders = {
+            seed: torch.randperm(count, generator=shuffles[seed]).to(device) for seed in {b.seed for b in buckets}
+        }
+        # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
+        step_losses, step_predictions = defaultdict(list), defaultdict(list)
+        for step_start in range(0, count, batch_size):
+            batches, pixels = {}, {}
+            for seed, order in orders.items():
+                batch = batches[seed] = order[step_start : step_start + batch_size]
+                pixel_bytes = batch_bytes[seed][: len(batch)]
+                torch.index_select(images, 0, batch, out=pixel_bytes)
+                pixels[seed] = to_unit_interval(pixel_bytes, out=batch_pixels[seed][: len(batch)])
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            total = 0
+            for i, bucket in enumerate(buckets):
+                batch, width = batches[bucket.seed], len(bucket.members)
+                weight = torch.cat([models[k].weight for k in bucket.members])  # (J * 10, 784)
+                bias = torch.cat([models[k].bias for k in bucket.members])
+                logits = torch.addmm(bias, pixels[bucket.seed], weight.t()).view(len(batch) * width, CLASSES)
+                batch_targets = bucket.targets.index_select(0, batch).flatten(0, 1)  # rows in the logits' order
+                batch_means = bucket.loss_fn(logits, batch_targets).view(len(batch), width).mean(dim=0)
+                total = total + batch_means.sum()  # a sum, not a mean: each model keeps its own gradient scale
+                step_losses[i].append(batch_means.detach())
+                step_predictions[i].append(logits.detach().view(len(batch), width, CLASSES).argmax(dim=2))
+            total.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+
+        batch_sizes = torch.tensor([len(b) for b in next(iter(orders.values())).split(batch_size)], device=device)
+        losses, correct, members = [], [], []
+        for i, bucket in enumerate(buckets):
+            losses.append((torch.stack(step_losses[i]) * batch_sizes.unsqueeze(1)).sum(dim=0) / count)
+            seen_labels = bucket.labels.index_select(0, orders[bucket.seed])
+            correct.append((torch.cat(step_predictions[i]) == seen_labels).sum(dim=0))
+            members += bucket.members
+        test_predictions = evaluate.predict([models[k] for k in members], test_images)
+        test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
+        train_loss, train_correct = torch.cat(losses).tolist(), torch.cat(correct).tolist()
+        test_correct = test_correct.tolist()  # one sync for the whole group
+        seconds = time.perf_counter() - start
+
+        trained = []
+        for column, k in enumerate(members):
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss[column],
+                train_acc=train_correct[column] / count,
+                test_acc=test_correct[column] / len(test_labels),
+                epoch_seconds=seconds,
             )
-        log.info(metrics.line())
-        result.history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics)
-    return result
+            if not math.isfinite(metrics.train_loss):
+                results[k].error = DivergedError(
+                    f"training diverged at epoch {epoch}: train_loss={metrics.train_loss} with lr={cfgs[k].lr}; "
+                    "lower the learning rate (0.1 is the textbook value)"
+                )
+                active.remove(k)
+                buckets, optimizers = make_buckets(active, cfgs, targets, labels), make_optimizers(active, cfgs, models)
+                continue
+            results[k].history.append(metrics)
+            results[k].test_predictions = test_predictions[:, column]
+            trained.append(metrics)
+            if on_epoch is not None:
+                on_epoch(k, metrics)
+        if on_group_epoch is not None and trained:
+            on_group_epoch(epoch, trained)
+        if not active:
+            break
+    return results

@@ -10,12 +10,17 @@ from .conftest import compose_config
 QUICK = ("data.limit=10000", "epochs=3")
 
 
+def train_one(cfg, fashion_mnist, **callbacks):
+    (result,) = train([cfg], fashion_mnist, **callbacks)
+    return result
+
+
 def history(fashion_mnist, *overrides):
-    return [vars(m) for m in train(compose_config(*overrides), fashion_mnist).history]
+    return [vars(m) for m in train_one(compose_config(*overrides), fashion_mnist).history]
 
 
 def test_a_short_run_learns_well_above_chance(fashion_mnist):
-    result = train(compose_config("data.limit=5000", "epochs=2"), fashion_mnist)
+    result = train_one(compose_config("data.limit=5000", "epochs=2"), fashion_mnist)
     assert [m.epoch for m in result.history] == [1, 2]
     assert result.final["test_acc"] > 0.65  # chance is 0.10
     assert result.history[1].train_loss < result.history[0].train_loss
@@ -50,17 +55,44 @@ def test_scratch_sgd_matches_torch_sgd_epoch_by_epoch(fashion_mnist):
     )
 
 
-def test_a_diverging_run_stops_at_that_epoch(fashion_mnist):
+def test_a_diverging_model_stops_at_that_epoch_and_the_others_train_on_unchanged(fashion_mnist):
+    jobs = [["lr=0.1"], ["lr=1e38"], ["lr=0.05", "seed=1"]]
+    cfgs = [compose_config(*QUICK, *overrides) for overrides in jobs]
     seen = []
-    with pytest.raises(DivergedError, match="diverged at epoch 1: train_loss=nan"):
-        train(compose_config("lr=1e38", *QUICK), fashion_mnist, on_epoch=seen.append)
-    assert seen == []
+    results = train(cfgs, fashion_mnist, on_epoch=lambda k, metrics: seen.append(k))
+    assert isinstance(results[1].error, DivergedError)
+    assert str(results[1].error).startswith("training diverged at epoch 1: train_loss=nan with lr=1e+38")
+    assert results[1].history == [] and 1 not in seen
+    for k in (0, 2):
+        assert results[k].error is None and seen.count(k) == 3
+        assert_same_metrics([vars(m) for m in results[k].history], history(fashion_mnist, *QUICK, *jobs[k]))
+
+
+def test_models_in_lockstep_get_the_numbers_they_get_alone(fashion_mnist):
+    """Every loss x optimizer x labels combination and two seeds, trained together and one by one."""
+    combos = [
+        (f"loss={loss}", f"optimizer={optimizer}", f"labels={labels}", f"seed={seed}")
+        for loss in ("scratch", "torch")
+        for optimizer in ("scratch", "torch")
+        for labels in ("hard", "soft")
+        for seed in (0, 1)
+    ]
+    together = train([compose_config(*QUICK, "lr=0.05", *combo) for combo in combos], fashion_mnist)
+    for combo, result in zip(combos, together, strict=True):
+        assert_same_metrics([vars(m) for m in result.history], history(fashion_mnist, *QUICK, "lr=0.05", *combo))
+    # The labels and the seed change the numbers; the two implementations of loss and optimizer agree.
+    assert len({result.final["train_loss"] for result in together}) >= 4
+
+
+def test_models_that_cannot_step_together_are_refused(fashion_mnist):
+    with pytest.raises(ValueError, match="must agree on batch_size"):
+        train([compose_config(*QUICK), compose_config(*QUICK, "batch_size=128")], fashion_mnist)
 
 
 @pytest.mark.parametrize("loss", ["scratch", "torch"])
 @pytest.mark.parametrize("labels", ["hard", "soft"])
 def test_default_ten_epochs_reach_the_textbook_accuracy(fashion_mnist, loss, labels):
-    result = train(compose_config(f"loss={loss}", f"labels={labels}"), fashion_mnist)
+    result = train_one(compose_config(f"loss={loss}", f"labels={labels}"), fashion_mnist)
     assert len(result.history) == 10
     assert result.final["train_acc"] > 0.84
     assert max(m.test_acc for m in result.history) >= 0.83
