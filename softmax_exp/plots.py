@@ -2,8 +2,11 @@
 
 Plain Figure objects, not pyplot: no window and no global registry, so a sweep frees each job's figures.
 Margins are fixed, not "tight": tight layout measures every label and draws the figure twice, which
-doubled the plotting time of every job.
+doubled the plotting time of every job. This module needs matplotlib alone, so that a worker process can
+draw a sweep's figures without importing torch.
 """
+
+import io
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -65,3 +68,17 @@ def accuracy_vs_lr(rows: list[dict]) -> Figure:
     axes.set(xlabel="learning rate", ylabel="final test accuracy", title="Test accuracy by learning rate")
     axes.legend()
     return figure
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def job_figures(history: list[dict], confusion: list[list[int]], classes: tuple[str, ...]) -> dict[str, bytes]:
+    """The PNG files of one job's run, by file name: its learning curves and its test confusion matrix."""
+    return {
+        "learning_curves.png": png(learning_curves(history)),
+        "confusion_matrix.png": png(confusion_matrix(confusion, classes)),
+    }

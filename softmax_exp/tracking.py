@@ -10,6 +10,8 @@ import io
 import logging
 import os
 import subprocess
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,16 +22,17 @@ from pathlib import Path
 import hydra
 import mlflow
 import torch
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp import plots
 from softmax_exp.config import PROJECT_ROOT
-from softmax_exp.data import CLASSES, Split, to_unit_interval
+from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
-from softmax_exp.train import EpochMetrics, TrainResult, predict
+from softmax_exp.train import EpochMetrics, TrainResult
 
 PARENT_RUN_ENV = "SOFTMAX_EXP_PARENT_RUN_ID"
 SWEEP_TAG = "softmax_exp.sweep"  # marks parent runs, so the report can find the latest sweep
@@ -50,6 +53,8 @@ class JobInfo:
 
     overrides: list[str] = field(default_factory=list)
     output_dir: Path | None = None
+    sweep_dir: Path | None = None  # the sweep's folder, when the job is one of a sweep's
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("softmax_exp.job"))  # the job's own lines
 
     @property
     def run_name(self) -> str:
@@ -77,6 +82,7 @@ def check_reachable(uri: str) -> None:
         ) from None
 
 
+@functools.cache  # one look-up per process, not one per job of a sweep
 def experiment_id(uri: str, name: str) -> str:
     """The experiment's id, creating it on first use; a local store keeps its artifacts beside the database."""
     check_reachable(uri)
@@ -100,6 +106,11 @@ def experiment_id(uri: str, name: str) -> str:
             f"MLflow experiment {name!r} is deleted: restore it in the UI, or choose tracking.experiment=NEW_NAME"
         )
     return experiment.experiment_id
+
+
+@functools.cache  # MLflow's own run context (user, source): the same for every run of this process
+def context_tags() -> dict[str, str]:
+    return resolve_tags()
 
 
 @functools.cache  # the code that runs is the code this process imported: read its git state once
@@ -128,16 +139,6 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     return params
 
 
-def confusion_counts(model: torch.nn.Module, test: Split, device: torch.device) -> list[list[int]]:
-    """counts[true][predicted] over the test set."""
-    predicted = predict(model, test.images.to(device)).cpu()
-    return (
-        torch.bincount(test.labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2)
-        .view(len(CLASSES), -1)
-        .tolist()
-    )
-
-
 def csv_text(rows: list[list]) -> str:
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)
@@ -153,28 +154,52 @@ def confusion_csv(counts: list[list[int]]) -> str:
 
 
 class JobRun:
-    """The MLflow run of one job, open while the job trains."""
+    """The MLflow run of one job: opened before it trains, written to as it trains, ended once.
 
-    def __init__(self, run_id: str, job: JobInfo):
-        self.run_id = run_id
-        self.job = job
+    Written through MlflowClient with the run's id, not MLflow's "active run", so that one process can
+    keep the runs of a whole lock-step group open at once.
+    """
+
+    def __init__(self, cfg: DictConfig, job: JobInfo, device: str):
+        self.uri, self.job = cfg.tracking.uri, job
+        self.experiment_id = experiment_id(self.uri, cfg.tracking.experiment)
+        self.client = MlflowClient(self.uri)
+        tags = {**context_tags(), "torch_version": torch.__version__, "hydra_version": hydra.__version__}
+        tags |= {"device": device, **git_tags()}
+        if parent := os.environ.get(PARENT_RUN_ENV):
+            tags[MLFLOW_PARENT_RUN_ID] = parent
+        self.run_id = self.client.create_run(self.experiment_id, run_name=job.run_name, tags=tags).info.run_id
+        open_runs[self.run_id] = self.uri
+        self.pending = []  # asynchronous logging still under way
+        self.client.log_batch(self.run_id, params=[Param(key, value) for key, value in flat_params(cfg).items()])
 
     def log_epoch(self, metrics: EpochMetrics) -> None:
-        values = asdict(metrics)
-        mlflow.log_metrics({k: v for k, v in values.items() if k != "epoch"}, step=values["epoch"])
+        """Sent with MLflow's asynchronous logging: training does not wait for the store; end() waits."""
+        values, now = asdict(metrics), int(time.time() * 1000)
+        step = values.pop("epoch")
+        sent = [Metric(key, value, now, step) for key, value in values.items()]
+        self.pending.append(self.client.log_batch(self.run_id, metrics=sent, synchronous=False))
 
-    def log_result(self, result: TrainResult, test: Split) -> None:
-        """Final metrics, learning curves, test confusion matrix and the model."""
-        mlflow.log_metrics({f"final_{key}": result.final[key] for key in FINAL_KEYS})
-        mlflow.log_figure(plots.learning_curves([asdict(m) for m in result.history]), "learning_curves.png")
-        counts = confusion_counts(result.model, test, result.device)
-        mlflow.log_figure(plots.confusion_matrix(counts, CLASSES), "confusion_matrix.png")
-        mlflow.log_text(confusion_csv(counts), "confusion_matrix.csv")
-        five_rows = to_unit_interval(test.images[:5]).numpy()  # 784 pixels each: gives the model its signature
+    def log_result(
+        self, result: TrainResult, confusion: list[list[int]], figures: dict[str, bytes], example_rows: torch.Tensor
+    ) -> None:
+        """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
+        now = int(time.time() * 1000)
+        finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS]
+        self.client.log_batch(self.run_id, metrics=finals)
+        with tempfile.TemporaryDirectory() as folder:
+            for name, content in figures.items():
+                (Path(folder) / name).write_bytes(content)
+                self.client.log_artifact(self.run_id, str(Path(folder) / name))
+        self.client.log_text(self.run_id, confusion_csv(confusion), "confusion_matrix.csv")
+        # log_model finds the store, and the experiment it files the model under, in MLflow's global state.
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_experiment(experiment_id=self.experiment_id)
         mlflow.pytorch.log_model(
             result.model.cpu(),
             name="model",
-            input_example=five_rows,
+            run_id=self.run_id,
+            input_example=example_rows.numpy(),  # rows of 784 pixels: gives the model its signature
             serialization_format="pickle",  # the default, torch.export, adds seconds for a one-layer model
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips MLflow's slow inference
         )
@@ -185,40 +210,42 @@ class JobRun:
         if folder is None:
             return
         if (folder / ".hydra").is_dir():
-            mlflow.log_artifacts(str(folder / ".hydra"), "hydra")
+            self.client.log_artifacts(self.run_id, str(folder / ".hydra"), "hydra")
         for log_file in folder.glob("*.log"):
-            mlflow.log_artifact(str(log_file))
+            self.client.log_artifact(self.run_id, str(log_file))
+
+    def end(self, error: BaseException | None = None) -> None:
+        """FINISHED, FAILED (with the reason in tag `error`) or KILLED (Ctrl-C, SIGTERM); once, never RUNNING."""
+        if self.run_id not in open_runs:
+            return
+        status = RunStatus.FINISHED
+        if isinstance(error, KeyboardInterrupt):
+            status, reason = RunStatus.KILLED, "interrupted (Ctrl-C or SIGTERM)"
+        elif error is not None:
+            status, reason = RunStatus.FAILED, str(error) or type(error).__name__
+        try:
+            for operations in self.pending:
+                operations.wait()
+            if error is not None:
+                self.client.set_tag(self.run_id, "error", reason)
+            self.log_job_files()
+        finally:
+            self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+            open_runs.pop(self.run_id, None)
 
 
 @contextmanager
-def job_run(cfg: DictConfig, job: JobInfo, device: torch.device) -> Iterator[JobRun]:
-    """An MLflow run around one job: FINISHED, FAILED (with the reason) or KILLED, never left RUNNING."""
-    experiment = experiment_id(cfg.tracking.uri, cfg.tracking.experiment)
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    tags = {"torch_version": torch.__version__, "hydra_version": hydra.__version__, "device": str(device), **git_tags()}
-    run = mlflow.start_run(
-        experiment_id=experiment, run_name=job.run_name, parent_run_id=os.environ.get(PARENT_RUN_ENV), tags=tags
-    )
-    open_runs[run.info.run_id] = cfg.tracking.uri
-    tracker = JobRun(run.info.run_id, job)
-    status = RunStatus.to_string(RunStatus.FAILED)
+def job_runs(jobs: list[tuple[DictConfig, JobInfo]], device: str) -> Iterator[list[JobRun]]:
+    """Open one run per job; if anything escapes, end every run still open with it (FAILED or KILLED)."""
+    runs = []
     try:
-        mlflow.log_params(flat_params(cfg))
-        yield tracker
-        status = RunStatus.to_string(RunStatus.FINISHED)
-    except KeyboardInterrupt:
-        status = RunStatus.to_string(RunStatus.KILLED)
-        mlflow.set_tag("error", "interrupted (Ctrl-C or SIGTERM)")
-        raise
+        for cfg, job in jobs:
+            runs.append(JobRun(cfg, job, device))
+        yield runs
     except BaseException as error:
-        mlflow.set_tag("error", str(error) or type(error).__name__)
+        for run in runs:
+            run.end(error)
         raise
-    finally:
-        try:
-            tracker.log_job_files()
-        finally:
-            mlflow.end_run(status)
-            open_runs.pop(run.info.run_id, None)
 
 
 def end_open_runs(status: str) -> None:

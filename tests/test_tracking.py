@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from softmax_exp import tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
-from softmax_exp.main import run_job
+from softmax_exp.jobs import Job, run_jobs
 from softmax_exp.tracking import SWEEP_TAG, JobInfo
 
 from .conftest import compose_config, run_cli
@@ -193,9 +193,10 @@ def test_ctrl_c_marks_the_run_killed(tmp_path):
     assert [r.info.status for r in runs] == ["KILLED"]
 
 
-def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes(tmp_path):
+def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes_when_asked(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, "-m", "experiment=lr_sweep", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
+    two_at_a_time = ("-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time")
+    result = run_cli(tmp_path, *two_at_a_time, "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Joblib.Parallel(n_jobs=2," in result.stdout and "is launching 5 jobs" in result.stdout
     _, runs = runs_of(uri)
@@ -208,7 +209,8 @@ def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes(tmp_
 
 def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "softmax_exp", "-m", "experiment=lr_sweep", "epochs=500", "data.limit=3000"]
+    command = [sys.executable, "-m", "softmax_exp", "-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time"]
+    command += ["epochs=500", "data.limit=3000"]
     command += [f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
@@ -288,10 +290,10 @@ def test_an_unreachable_tracking_server_fails_fast_before_any_work(tmp_path, mod
     assert time.monotonic() - start < 30
 
 
-def test_run_job_works_without_hydra_and_returns_its_final_metrics(store, fashion_mnist):
+def test_run_jobs_works_without_hydra_and_returns_its_final_metrics(store, fashion_mnist):
     """The job function alone, as a notebook or another tool would call it: no Hydra run, no output folder."""
     cfg = compose_config("epochs=1", "data.limit=3000", f"tracking.uri={store}")
-    metrics = run_job(cfg, JobInfo())
+    (metrics,) = run_jobs([Job(cfg, JobInfo())])
     client, runs = runs_of(store)
     assert [(r.info.run_name, r.info.status) for r in runs] == [("defaults", "FINISHED")]
     assert metrics["status"] == "FINISHED" and metrics["epoch"] == 1
