@@ -21,6 +21,9 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
     echo "setup: creating $root/.venv with torch, hydra, mlflow (a few minutes the first time)"
     python3 -m venv "$root/.venv"
     "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[dev]"
+    # compat: the checkout itself goes on sys.path, so that Hydra's plugin scan finds our launcher in
+    # hydra_plugins/ (setuptools' default editable mode hides namespace packages from pkgutil).
+    "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[dev]" \
+        --config-settings editable_mode=compat
     touch "$stamp"
 fi

@@ -46,6 +46,13 @@ def test_named_experiments_define_sweeps(experiment):
     assert sweep_params(experiment), f"experiment={experiment} sweeps nothing"
 
 
+@pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF / "experiment").glob("*.yaml")))
+def test_named_experiments_run_on_the_vectorized_launcher(experiment):
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("softmax_exp_vectorized.vectorized_launcher.VectorizedLauncher")
+
+
 def test_the_grid_experiment_is_the_12_job_grid():
     assert sweep_params("grid") == {"loss": "scratch,torch", "labels": "hard,soft", "lr": "0.01,0.05,0.1"}
 

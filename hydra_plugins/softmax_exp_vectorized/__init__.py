@@ -1,0 +1,1 @@
+"""softmax_exp's Hydra launcher plugin: `hydra/launcher=vectorized`."""

@@ -1,0 +1,175 @@
+"""softmax_exp's vectorized launcher: every job of a multirun in this one process, trained in lock-step.
+
+    python -m softmax_exp -m hydra/launcher=vectorized loss=scratch,torch lr=0.01,0.05,0.1 seed=0,1,2,3,4
+
+Each job still gets what Hydra's basic launcher gives it: its own composed config, its output folder with
+`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml` and its log file, on_job_start and on_job_end, and a
+JobReturn. Only the training is shared: softmax_exp.jobs.run_jobs trains the jobs that can step together
+as one group, and each job's run, log and numbers stay its own.
+
+Hydra imports this module when it looks for plugins, at every start: torch and MLflow are imported only
+when a sweep is launched.
+"""
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, setup_globals
+from hydra.errors import HydraException
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VectorizedLauncherConf:
+    _target_: str = "hydra_plugins.softmax_exp_vectorized.vectorized_launcher.VectorizedLauncher"
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=VectorizedLauncherConf)
+
+
+@dataclass
+class PreparedJob:
+    config: DictConfig  # the job's whole config, hydra node included
+    job_return: JobReturn
+    job: object  # softmax_exp.jobs.Job
+
+
+def job_logger(num: int, job_logging: DictConfig) -> logging.Logger:
+    """A logger that writes to this job's own log file(s), as its hydra.job_logging says; not to the terminal,
+    where one line per epoch speaks for the whole group."""
+    spec = OmegaConf.to_container(job_logging, resolve=True)
+    logger = logging.getLogger(f"softmax_exp.job.{num}")
+    logger.propagate = False
+    logger.setLevel(spec.get("root", {}).get("level", logging.INFO))
+    for handler_spec in spec.get("handlers", {}).values():
+        if "filename" not in handler_spec:
+            continue
+        handler = get_class(handler_spec["class"])(handler_spec["filename"], mode=handler_spec.get("mode", "a"))
+        formatter = spec.get("formatters", {}).get(handler_spec.get("formatter"), {})
+        handler.setFormatter(logging.Formatter(formatter.get("format"), formatter.get("datefmt")))
+        handler.setLevel(handler_spec.get("level", logging.NOTSET))
+        logger.addHandler(handler)
+    return logger
+
+
+def close_log(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+def one_setting(configs: list[DictConfig], key: str):
+    """A setting Hydra applies to a job's whole process, which the jobs sharing this one must agree on."""
+    values = {repr(OmegaConf.select(config, key)) for config in configs}
+    if len(values) > 1:
+        raise HydraException(
+            f"{key} differs between the jobs, but the vectorized launcher runs them all in one process: "
+            "set it once for the sweep, or use hydra/launcher=basic"
+        )
+    return OmegaConf.select(configs[0], key)
+
+
+class VectorizedLauncher(Launcher):
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+        from softmax_exp.jobs import run_jobs  # torch and MLflow: only once a sweep is launched
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Vectorized launcher: {len(job_overrides)} jobs in this process, trained in lock-step")
+        saved_hydra_config = HydraConfig.instance().cfg
+        prepared = []
+        try:
+            for i, overrides in enumerate(job_overrides):
+                prepared.append(self.prepare(list(overrides), initial_job_idx + i))
+            configs = [p.config for p in prepared]
+            if one_setting(configs, "hydra.job.chdir"):
+                raise HydraException(
+                    "hydra.job.chdir=true: the vectorized launcher runs every job in one working directory; "
+                    "use hydra/launcher=basic to run each job in its own"
+                )
+            with env_override(one_setting(configs, "hydra.job.env_set")):
+                results = run_jobs([p.job for p in prepared])
+        finally:
+            for p in prepared:
+                close_log(p.job.info.log)
+            HydraConfig.instance().cfg = saved_hydra_config
+        for p, result in zip(prepared, results, strict=True):
+            self.finish(p, result)
+        return [p.job_return for p in prepared]
+
+    def prepare(self, overrides: list[str], num: int) -> PreparedJob:
+        """What Hydra's run_job does before the task runs: config, output folder, .hydra/ files, log, on_job_start."""
+        from softmax_exp.jobs import Job
+        from softmax_exp.tracking import JobInfo
+
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(config):
+            config.hydra.job.id = num
+            config.hydra.job.num = num
+        HydraConfig.instance().set_config(config)  # ${hydra:...} resolves against the job whose config is set
+        output_dir = Path(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)).absolute()
+        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
+            config.hydra.runtime.output_dir = str(output_dir)
+        HydraConfig.instance().set_config(config)
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+        task_config = copy.deepcopy(config)
+        with read_write(task_config), open_dict(task_config):
+            del task_config["hydra"]
+        hydra_config = copy.deepcopy(HydraConfig.instance().cfg)
+        job_return = JobReturn(
+            overrides=list(config.hydra.overrides.task),
+            cfg=task_config,
+            hydra_cfg=hydra_config,
+            working_dir=os.getcwd(),
+            task_name=JobRuntime.instance().get("name"),
+        )
+        if config.hydra.output_subdir is not None:
+            record = output_dir / str(config.hydra.output_subdir)
+            record.mkdir(parents=True, exist_ok=True)
+            for name, node in (
+                ("config", task_config),
+                ("hydra", hydra_config),
+                ("overrides", config.hydra.overrides.task),
+            ):
+                (record / f"{name}.yaml").write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+        info = JobInfo(
+            overrides=job_return.overrides,
+            output_dir=output_dir,
+            sweep_dir=Path(str(config.hydra.sweep.dir)),
+            log=job_logger(num, config.hydra.job_logging),
+        )
+        resolved = copy.deepcopy(task_config)
+        OmegaConf.resolve(resolved)  # now, while this job's Hydra config is the current one
+        self.hydra_context.callbacks.on_job_start(config=config, task_function=self.task_function)
+        return PreparedJob(config, job_return, Job(resolved, info))
+
+    def finish(self, prepared: PreparedJob, result: dict) -> None:
+        """What run_job does after the task: the JobReturn, then on_job_end."""
+        prepared.job_return.return_value = result
+        prepared.job_return.status = JobStatus.COMPLETED
+        if result.get("status") == "FAILED":
+            overrides = " ".join(prepared.job_return.overrides)
+            log.error(f"#{prepared.config.hydra.job.num} {overrides}: error: {result['error']}")
+        HydraConfig.instance().set_config(prepared.config)
+        self.hydra_context.callbacks.on_job_end(config=prepared.config, job_return=prepared.job_return)
