@@ -49,13 +49,13 @@ class Child:
     output: str  # stdout and stderr
 
 
-def run(name: str, args: list[str]) -> Child:
-    """Run one child to the end; its output goes to results/logs/NAME.log."""
+def run(name: str, args: list[str], cwd: Path = PROJECT) -> Child:
+    """Run one child to the end, in `cwd`; its output goes to results/logs/NAME.log."""
     log_path = LOGS / f"{name}.log"
     print(f"[bench] {name}: {' '.join(args[1:])}", file=sys.stderr, flush=True)
     with log_path.open("w") as log:
         start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, *args], cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
+        child = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)  # the rusage of this child alone, not of all children so far
         seconds = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)

@@ -1,0 +1,158 @@
+"""Sweeps on each launcher, against one default single run, measured in one run on this machine.
+
+    python benchmarks/sweeps.py [--reps 3] [--slow-reps 1] [--before REV]
+
+Measures, with the wall time of one default `python -m softmax_exp` (10 epochs, start-up and tracking
+included) as the unit:
+1. the 12-job grid (loss x labels x lr, 10 epochs, full data) and the 60-job grid (the same x seeds 0-4),
+   each on hydra/launcher=basic, two_at_a_time and vectorized;
+2. training seconds per config-epoch of the lock-step trainer at K = 1, 12, 60 (lockstep_epochs.py);
+3. the peak RSS of the 60-job vectorized sweep;
+4. the default single run at REV (default: the commit before the lock-step trainer), in a temporary git
+   worktree, next to today's, to show the single run got no slower.
+Vectorized sweeps and single runs are timed --reps times (medians); the basic and joblib sweeps, minutes
+each, --slow-reps times. Every time has its median final test accuracy next to it. Writes
+benchmarks/results/sweeps.{md,json}; each child's output goes to benchmarks/results/logs/.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from statistics import median
+
+from bench import LOGS, PROJECT, RESULTS, last_json, run
+
+BENCH_DIR = Path(__file__).resolve().parent
+GRID = ["loss=scratch,torch", "labels=hard,soft", "lr=0.01,0.05,0.1"]
+SWEEPS = {12: GRID, 60: [*GRID, "seed=0,1,2,3,4"]}
+LAUNCHERS = ("basic", "two_at_a_time", "vectorized")
+BEFORE = "00ecbb1"  # main before the lock-step trainer (one model per process, per job)
+# Targets (issue #8), as ratios measured in this one run.
+TARGETS = {"grid12_vs_single": 2, "grid60_vs_single": 6, "k60_epoch_fraction": 1 / 5, "rss60_mb": 1500, "single": 1.05}
+FINAL_TEST_ACC = re.compile(r"epoch\s+10\s+train_loss=\S+\s+train_acc=\S+\s+test_acc=([\d.]+)")
+
+
+def job_accuracies(store: Path) -> list[float]:
+    """Final test accuracy of every job of the sweeps in a store, read back from MLflow (a child process keeps
+    this one free of MLflow and torch: see bench.py)."""
+    script = (
+        "import json,sys; from mlflow.tracking import MlflowClient; c = MlflowClient(sys.argv[1]); "
+        "runs = c.search_runs([e.experiment_id for e in c.search_experiments()], max_results=1000); "
+        "print(json.dumps([r.data.metrics['final_test_acc'] for r in runs if 'final_test_acc' in r.data.metrics]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script, f"sqlite:///{store}/mlflow.db"], capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def single_runs(roots: dict[str, Path], scratch: Path, reps: int) -> dict:
+    """Default runs of each checkout in `roots`, interleaved so that a slow spell of the machine lands on all of
+    them, after one warm-up each (it creates the store and decompresses the data into the checkout)."""
+    runs = {name: [] for name in roots}
+    for i in ["warmup", *range(reps)]:
+        for name, root in roots.items():
+            store = scratch / f"{name}_{i}"
+            args = ["-m", "softmax_exp", f"tracking.uri=sqlite:///{store}/mlflow.db", f"hydra.run.dir={store}/run"]
+            child = run(f"{name}_{i}", args, cwd=root)
+            if i != "warmup":
+                runs[name].append(child)
+    return {
+        name: {
+            "samples": [r.seconds for r in children],
+            "seconds": median(r.seconds for r in children),
+            "test_acc": float(FINAL_TEST_ACC.findall(children[-1].output)[-1]),
+        }
+        for name, children in runs.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="timed single runs and vectorized sweeps")
+    parser.add_argument("--slow-reps", type=int, default=1, help="timed basic and joblib sweeps (minutes each)")
+    parser.add_argument("--before", default=BEFORE, help="the commit whose single run today's is compared with")
+    opts = parser.parse_args()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    report = {"options": vars(opts)}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        before = scratch / "before"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(before), opts.before], cwd=PROJECT, check=True)
+        try:
+            singles = single_runs({"single": PROJECT, "single_before": before}, scratch, opts.reps)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=PROJECT, check=True)
+        report.update(singles)
+
+        report["sweeps"] = {}
+        for jobs, overrides in SWEEPS.items():
+            for launcher in LAUNCHERS:
+                reps = opts.reps if launcher == "vectorized" else opts.slow_reps
+                times, rss, accuracies = [], [], []
+                for i in range(reps):
+                    store = scratch / f"sweep{jobs}_{launcher}_{i}"
+                    args = ["-m", "softmax_exp", "-m", f"hydra/launcher={launcher}", *overrides]
+                    args += [f"tracking.uri=sqlite:///{store}/mlflow.db", f"hydra.sweep.dir={store}/sweep"]
+                    child = run(f"sweep{jobs}_{launcher}_{i}", args)
+                    times.append(child.seconds)
+                    rss.append(child.peak_rss_mb)
+                    accuracies = job_accuracies(store)
+                assert len(accuracies) == jobs, f"{jobs}-job sweep on {launcher}: {len(accuracies)} jobs finished"
+                report["sweeps"][f"{jobs}_{launcher}"] = {
+                    "samples": times,
+                    "seconds": median(times),
+                    "peak_rss_mb": max(rss),
+                    "median_test_acc": median(accuracies),
+                }
+    report["lockstep"] = last_json(
+        run("lockstep_epochs", [str(BENCH_DIR / "lockstep_epochs.py"), "--reps", "3"]).output
+    )
+    write(report)
+
+
+def write(report: dict) -> None:
+    unit, sweeps, k = report["single"]["seconds"], report["sweeps"], report["lockstep"]
+    k1 = median(k["1"]["config_epoch_seconds"])
+    lines = [
+        f"Unit: one default single run, {unit:.2f} s end to end (test_acc {report['single']['test_acc']:.4f}).",
+        "",
+        "| sweep | launcher | wall time | x single run | peak RSS | median test_acc |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in sweeps.items():
+        jobs, launcher = name.split("_", 1)
+        lines.append(
+            f"| {jobs} jobs | {launcher} | {row['seconds']:.1f} s | {row['seconds'] / unit:.2f}x | "
+            f"{row['peak_rss_mb']:.0f} MB | {row['median_test_acc']:.4f} |"
+        )
+    lines += ["", "| K configs in lock-step | training s per config-epoch | fraction of K=1 | median test_acc |"]
+    lines += ["|---|---|---|---|"]
+    for size, row in k.items():
+        seconds = median(row["config_epoch_seconds"])
+        lines.append(f"| {size} | {seconds * 1000:.1f} ms | {seconds / k1:.3f} | {row['test_acc']:.4f} |")
+    before = report["single_before"]["seconds"]
+    checks = {
+        "12-job grid (vectorized) <= 2x a single run": sweeps["12_vectorized"]["seconds"] / unit,
+        "60-job grid (vectorized) <= 6x a single run": sweeps["60_vectorized"]["seconds"] / unit,
+        "K=60 config-epoch <= 1/5 of a single run's epoch": median(k["60"]["config_epoch_seconds"]) / k1,
+        "peak RSS of the 60-job sweep <= 1500 MB": sweeps["60_vectorized"]["peak_rss_mb"],
+        f"single run vs {report['options']['before']} <= 1.05": unit / before,
+    }
+    limits = [TARGETS[key] for key in ("grid12_vs_single", "grid60_vs_single", "k60_epoch_fraction", "rss60_mb")]
+    limits.append(TARGETS["single"])
+    lines += ["", f"Single run before the lock-step trainer: {before:.2f} s; today: {unit:.2f} s.", ""]
+    lines += ["| target | measured | met |", "|---|---|---|"]
+    for (name, value), limit in zip(checks.items(), limits, strict=True):
+        lines.append(f"| {name} | {value:.3f} | {'yes' if value <= limit else 'NO'} |")
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sweeps.md").write_text(text)
+    (RESULTS / "sweeps.json").write_text(json.dumps(report, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
