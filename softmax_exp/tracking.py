@@ -128,9 +128,9 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     return params
 
 
-def confusion_counts(model: torch.nn.Module, test: Split, device: torch.device) -> list[list[int]]:
-    """counts[true][predicted] over the test set."""
-    predicted = predict(model, test.images.to(device)).cpu()
+def confusion_counts(model: torch.nn.Module, test: Split, device: torch.device, scale: float = 1.0) -> list[list[int]]:
+    """counts[true][predicted] over the test set, pixels fed in [0, scale]."""
+    predicted = predict(model, test.images.to(device), scale).cpu()
     return (
         torch.bincount(test.labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2)
         .view(len(CLASSES), -1)
@@ -166,11 +166,15 @@ class JobRun:
     def log_result(self, result: TrainResult, test: Split) -> None:
         """Final metrics, learning curves, test confusion matrix and the model."""
         mlflow.log_metrics({f"final_{key}": result.final[key] for key in FINAL_KEYS})
+        mlflow.log_metric("labels_changed", result.labels_changed)
+        if result.teacher is not None:
+            mlflow.log_metric("teacher_test_acc", result.teacher.test_acc)
+            mlflow.set_tag("teacher_run_id", result.teacher.run_id or "none (a model saved outside any run)")
         mlflow.log_figure(plots.learning_curves([asdict(m) for m in result.history]), "learning_curves.png")
-        counts = confusion_counts(result.model, test, result.device)
+        counts = confusion_counts(result.model, test, result.device, result.pixel_scale)
         mlflow.log_figure(plots.confusion_matrix(counts, CLASSES), "confusion_matrix.png")
         mlflow.log_text(confusion_csv(counts), "confusion_matrix.csv")
-        five_rows = to_unit_interval(test.images[:5]).numpy()  # 784 pixels each: gives the model its signature
+        five_rows = to_unit_interval(test.images[:5], scale=result.pixel_scale).numpy()  # 784 pixels: the signature
         mlflow.pytorch.log_model(
             result.model.cpu(),
             name="model",

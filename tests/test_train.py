@@ -1,8 +1,13 @@
 """Real training on Fashion-MNIST: it learns, it is reproducible, and scratch matches torch."""
 
+import math
+
 import pytest
 
+from softmax_exp.data import to_unit_interval
 from softmax_exp.errors import DivergedError
+from softmax_exp.losses import EXP_OVERFLOW
+from softmax_exp.model import build_model
 from softmax_exp.train import train
 
 from .conftest import compose_config
@@ -52,9 +57,33 @@ def test_scratch_sgd_matches_torch_sgd_epoch_by_epoch(fashion_mnist):
 
 def test_a_diverging_run_stops_at_that_epoch(fashion_mnist):
     seen = []
-    with pytest.raises(DivergedError, match="diverged at epoch 1: train_loss=nan"):
+    with pytest.raises(DivergedError, match="diverged at epoch 1: train_loss=nan with lr=1e"):
         train(compose_config("lr=1e38", *QUICK), fashion_mnist, on_epoch=seen.append)
-    assert seen == []
+    assert [m.epoch for m in seen] == [1]  # the failing epoch is still reported, then training stops
+
+
+def test_max_abs_logit_is_the_largest_logit_of_the_epoch(fashion_mnist):
+    """One step over 3,000 images: the logits seen are those of the initial weights, computed here apart."""
+    result = train(compose_config("data.limit=3000", "batch_size=3000", "epochs=1"), fashion_mnist)
+    logits = build_model(seed=0)(to_unit_interval(fashion_mnist.train.images[:3000]))
+    assert result.history[0].max_abs_logit == pytest.approx(logits.abs().max().item(), rel=1e-6)
+
+
+def test_naive_loss_trains_like_scratch_while_logits_stay_small(fashion_mnist):
+    naive = history(fashion_mnist, *QUICK, "loss=naive")
+    assert_same_metrics(naive, history(fashion_mnist, *QUICK, "loss=scratch"))
+    assert max(m["max_abs_logit"] for m in naive) < EXP_OVERFLOW
+
+
+def test_raw_pixels_break_the_naive_loss_in_epoch_1_and_not_the_stable_ones(fashion_mnist):
+    raw = ("data.pixel_scale=255", "data.limit=3000", "epochs=2")
+    seen = []
+    with pytest.raises(DivergedError, match="epoch 1: train_loss=nan, from exp overflow in the unshifted softmax"):
+        train(compose_config(*raw, "loss=naive"), fashion_mnist, on_epoch=seen.append)
+    assert seen[0].max_abs_logit > EXP_OVERFLOW
+    for loss in ("scratch", "torch"):
+        stable = history(fashion_mnist, *raw, f"loss={loss}")
+        assert all(math.isfinite(m["train_loss"]) and m["max_abs_logit"] > 1000 for m in stable)
 
 
 @pytest.mark.parametrize("loss", ["scratch", "torch"])
