@@ -22,13 +22,16 @@ OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), repla
 
 @dataclass
 class LossConfig:
-    name: str = MISSING  # scratch | torch
+    name: str = MISSING  # naive | scratch | torch
 
 
 @dataclass
 class LabelsConfig:
-    name: str = MISSING  # hard | soft
+    name: str = MISSING  # hard | soft | teacher
     smoothing: float | None = None  # soft only: epsilon, the mass spread evenly over all K classes
+    teacher: str | None = None  # teacher only: an MLflow model URI, e.g. runs:/<run_id>/model
+    temperature: float | None = None  # teacher only: T > 0 divides the teacher's logits; inf: uniform
+    alpha: float | None = None  # teacher only: the weight of the teacher's distribution against one_hot(y)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class OptimizerConfig:
 class DataConfig:
     root: str = MISSING
     limit: int | None = None  # number of training examples to keep; None keeps all 60,000
+    label_noise: float = 0.0  # fraction of training labels replaced by another class, drawn per seed
+    pixel_scale: float = 1.0  # pixels are fed in [0, pixel_scale]: 1 as ToTensor, 255 the raw bytes
 
 
 @dataclass
@@ -62,6 +67,9 @@ class Config:
     device: str = MISSING  # auto | cpu | cuda
 
 
+LOSSES = ("naive", "scratch", "torch")
+LABELS = ("hard", "soft", "teacher")
+
 # conf/config.yaml lists `schema` first in its defaults, so every group option is merged into these types.
 ConfigStore.instance().store(name="schema", node=Config)
 
@@ -69,13 +77,18 @@ ConfigStore.instance().store(name="schema", node=Config)
 def validate(cfg: DictConfig) -> None:
     """Check the values that types alone cannot, so a bad run stops before any data is read."""
     checks = [
-        (cfg.loss.name in ("scratch", "torch"), f"loss.name={cfg.loss.name}: use loss=scratch or loss=torch"),
+        (cfg.loss.name in LOSSES, f"loss.name={cfg.loss.name}: use loss=naive, loss=scratch or loss=torch"),
         (cfg.optimizer.name in ("scratch", "torch"), f"optimizer.name={cfg.optimizer.name}: use scratch or torch"),
-        (cfg.labels.name in ("hard", "soft"), f"labels.name={cfg.labels.name}: use labels=hard or labels=soft"),
+        (cfg.labels.name in LABELS, f"labels.name={cfg.labels.name}: use labels=hard, soft or teacher"),
         (math.isfinite(cfg.lr) and cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be a positive number"),
         (cfg.batch_size >= 1, f"batch_size={cfg.batch_size}: must be at least 1"),
         (cfg.epochs >= 1, f"epochs={cfg.epochs}: must be at least 1"),
         (cfg.data.limit is None or cfg.data.limit >= 1, f"data.limit={cfg.data.limit}: must be at least 1, or null"),
+        (0 <= cfg.data.label_noise < 1, f"data.label_noise={cfg.data.label_noise}: must be in [0, 1)"),
+        (
+            math.isfinite(cfg.data.pixel_scale) and cfg.data.pixel_scale > 0,
+            f"data.pixel_scale={cfg.data.pixel_scale}: must be a positive number (1: pixels in [0, 1]; 255: raw)",
+        ),
         (cfg.device in ("auto", "cpu", "cuda"), f"device={cfg.device}: use auto, cpu or cuda"),
     ]
     smoothing = cfg.labels.smoothing
@@ -85,11 +98,31 @@ def validate(cfg: DictConfig) -> None:
         )
     else:
         checks.append((smoothing is None, f"labels.smoothing={smoothing}: smoothing applies only to labels=soft"))
+    checks += teacher_checks(cfg.labels)
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda, but PyTorch sees no CUDA GPU here: use device=cpu or device=auto")
+
+
+def teacher_checks(labels: DictConfig) -> list[tuple[bool, str]]:
+    """labels.teacher, .temperature and .alpha: all set and sensible with labels=teacher, else none set."""
+    keys = ("teacher", "temperature", "alpha")
+    if labels.name != "teacher":
+        return [(labels[key] is None, f"labels.{key}={labels[key]}: applies only to labels=teacher") for key in keys]
+    if OmegaConf.is_missing(labels, "teacher") or not labels.teacher:
+        return [
+            (False, "labels.teacher is missing: give the teacher's MLflow model URI, labels.teacher=runs:/<id>/model")
+        ]
+    temperature, alpha = labels.temperature, labels.alpha
+    return [
+        (
+            temperature is not None and temperature > 0,
+            f"labels.temperature={temperature}: must be > 0 (inf makes the teacher's distribution uniform)",
+        ),
+        (alpha is not None and 0 <= alpha <= 1, f"labels.alpha={alpha}: must be in [0, 1]"),
+    ]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -47,10 +47,14 @@ class FashionMNIST:
     source: Path
 
 
-def to_unit_interval(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Pixel bytes 0..255 as float32 in [0, 1], the scale torchvision's ToTensor gives; into `out` if given."""
+def to_unit_interval(images: torch.Tensor, out: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+    """Pixel bytes 0..255 as float32 in [0, 1], the scale torchvision's ToTensor gives; into `out` if given.
+
+    `scale` (data.pixel_scale) stretches that to [0, scale]: 255 feeds the raw byte values, as a model
+    does when the `/ 255` is forgotten.
+    """
     floats = images.float() if out is None else out.copy_(images)  # copy_ casts in place: no temporary
-    return floats.div_(255)
+    return floats.div_(255 / scale)  # one division: scale=1 gives the same bits as dividing by 255
 
 
 def read_idx(path: Path, magic: int, count: int) -> np.ndarray:

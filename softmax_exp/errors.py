@@ -21,3 +21,7 @@ class DivergedError(SoftmaxExpError):
 
 class TrackingError(SoftmaxExpError):
     pass
+
+
+class TeacherError(ConfigError):
+    """labels.teacher names no model that can teach: unloadable, or not 784 pixels in, 10 logits out."""

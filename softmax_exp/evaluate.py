@@ -13,13 +13,16 @@ EVAL_ROWS = 1000  # images turned into floats at a time: 3 MB, not 31 MB for the
 
 
 @torch.no_grad()
-def predict(models: Sequence[nn.Linear], images: torch.Tensor) -> torch.Tensor:
-    """The class each model predicts for each row of pixel bytes: (N, K) for N images and K models."""
+def predict(models: Sequence[nn.Linear], images: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """The class each model predicts for each row of pixel bytes, fed in [0, scale]: (N, K) for N images
+    and K models."""
     weight = torch.cat([model.weight for model in models])  # (K * 10, 784): all models side by side
     bias = torch.cat([model.bias for model in models])
     return torch.cat(
         [
-            torch.addmm(bias, to_unit_interval(rows), weight.t()).view(len(rows), len(models), CLASSES).argmax(dim=2)
+            torch.addmm(bias, to_unit_interval(rows, scale=scale), weight.t())
+            .view(len(rows), len(models), CLASSES)
+            .argmax(dim=2)
             for rows in images.split(EVAL_ROWS)
         ]
     )

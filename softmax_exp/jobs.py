@@ -94,7 +94,7 @@ def run_group(jobs: list[Job]) -> list[dict]:
         trained = [k for k, result in enumerate(results) if result.error is None]
         test = fashion_mnist.test
         confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in trained}
-        example_rows = data.to_unit_interval(test.images[:EXAMPLE_ROWS])
+        example_rows = data.to_unit_interval(test.images[:EXAMPLE_ROWS], scale=jobs[0].cfg.data.pixel_scale)
         with figure_drawing(len(trained)) as draw:
             histories = [[asdict(m) for m in results[k].history] for k in trained]
             figures = draw(plots.job_figures, histories, [confusions[k] for k in trained], repeat(data.CLASSES))

@@ -1,11 +1,17 @@
 """Softmax and cross-entropy by hand, next to torch's nn.CrossEntropyLoss.
 
-Both losses take raw logits (N, K) and either integer class targets (N,) or class probabilities
-(N, K), and return the loss of each example (N,); the trainer takes the batch mean per model.
+Every loss takes raw logits (N, K) and either integer class targets (N,) or class probabilities
+(N, K), and returns the loss of each example (N,); the trainer takes the batch mean per model.
+`scratch` is the stable form; `naive` is the textbook's first formula, kept to show why it is not used.
 """
+
+import math
 
 import torch
 from torch import nn
+
+# float32 exp(z) is inf above this z (and 0 below about -103.97): the naive softmax breaks past it.
+EXP_OVERFLOW = math.log(torch.finfo(torch.float32).max)  # 88.72
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -31,6 +37,35 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -(targets * log_probs).sum(dim=1)
 
 
+def naive_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """softmax(z)_k = exp(z_k) / sum_j exp(z_j), exactly as written: no shift, so exp(z) can overflow."""
+    exp = logits.exp()
+    return exp / exp.sum(dim=1, keepdim=True)
+
+
+def naive_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """H(y, p) = -sum_k y_k log p_k with p = naive_softmax(z): inf or NaN once exp over- or underflows."""
+    probs = naive_softmax(logits)
+    if targets.dtype == torch.long:  # class indices: y is one-hot, so the sum keeps one term
+        return -probs.gather(1, targets.unsqueeze(1)).squeeze(1).log()
+    return -(targets * probs.log()).sum(dim=1)
+
+
+def naive_failure(max_abs_logit: float) -> str:
+    """Why loss=naive gave inf or NaN, from the largest |logit| of the epoch it happened in."""
+    fix = "use loss=scratch or loss=torch, which subtract each row's max before exp"
+    if max_abs_logit > EXP_OVERFLOW:
+        return (
+            f"exp overflow in the unshifted softmax of loss=naive: |logit| reached {max_abs_logit:.4g}, and float32 "
+            f"exp(z) is inf past z = {EXP_OVERFLOW:.2f} (then inf / inf = nan); {fix}"
+        )
+    return (
+        f"exp underflow in the unshifted softmax of loss=naive: a true class's exp(z) / sum exp rounded to 0 "
+        f"(|logit| up to {max_abs_logit:.4g}), and -log 0 = inf; {fix}"
+    )
+
+
 def build_loss(name: str):
     """The loss for `loss=NAME`: a callable (logits, targets) -> the loss of each example."""
-    return {"scratch": cross_entropy, "torch": nn.CrossEntropyLoss(reduction="none")}[name]
+    losses = {"naive": naive_cross_entropy, "scratch": cross_entropy, "torch": nn.CrossEntropyLoss(reduction="none")}
+    return losses[name]

@@ -186,6 +186,11 @@ class JobRun:
         """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
         now = int(time.time() * 1000)
         finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS]
+        finals.append(Metric("labels_changed", result.labels_changed, now, 0))
+        if result.teacher is not None:
+            finals.append(Metric("teacher_test_acc", result.teacher.test_acc, now, 0))
+            teacher_run = result.teacher.run_id or "none (a model saved outside any run)"
+            self.client.set_tag(self.run_id, "teacher_run_id", teacher_run)
         self.client.log_batch(self.run_id, metrics=finals)
         with tempfile.TemporaryDirectory() as folder:
             for name, content in figures.items():

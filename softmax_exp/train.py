@@ -23,14 +23,16 @@ from softmax_exp.config import resolve_device
 from softmax_exp.data import FashionMNIST, to_unit_interval
 from softmax_exp.errors import DivergedError
 from softmax_exp.labels import build_targets
-from softmax_exp.losses import build_loss
+from softmax_exp.losses import build_loss, naive_failure
 from softmax_exp.model import CLASSES, build_model
+from softmax_exp.noise import add_label_noise
 from softmax_exp.optimizers import build_optimizer
+from softmax_exp.teacher import Teacher, load_teacher
 
 log = logging.getLogger(__name__)
 
 # What every model of one lock-step group must share: they step through the same data, epoch by epoch.
-LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "device")
+LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "data.pixel_scale", "device")
 
 
 def lockstep_key(cfg: DictConfig) -> tuple:
@@ -44,11 +46,12 @@ class EpochMetrics:
     train_acc: float  # fraction of training examples classified right during the epoch
     test_acc: float  # fraction of the 10,000 test images classified right after the epoch
     epoch_seconds: float  # wall time of the epoch, training plus test evaluation, shared by its group's models
+    max_abs_logit: float  # the largest |logit| of the epoch's training steps (float32 exp overflows past 88.7)
 
     def line(self) -> str:
         return (
             f"epoch {self.epoch:>3}  train_loss={self.train_loss:.4f}  train_acc={self.train_acc:.4f}  "
-            f"test_acc={self.test_acc:.4f}  seconds={self.epoch_seconds:.3f}"
+            f"test_acc={self.test_acc:.4f}  seconds={self.epoch_seconds:.3f}  max_abs_logit={self.max_abs_logit:.4g}"
         )
 
 
@@ -60,6 +63,8 @@ class TrainResult:
     history: list[EpochMetrics] = field(default_factory=list)
     test_predictions: torch.Tensor | None = None  # (10,000,) the class the final model gives each test image
     error: DivergedError | None = None
+    labels_changed: int = 0  # training labels that data.label_noise replaced
+    teacher: Teacher | None = None  # labels=teacher: where the soft labels came from
 
     @property
     def final(self) -> dict[str, float]:
@@ -77,7 +82,7 @@ class Bucket:
     labels: torch.Tensor  # (N, J) each member's training labels, for its training accuracy
 
 
-def make_buckets(active: list[int], cfgs: list[DictConfig], targets: list[torch.Tensor], labels: torch.Tensor):
+def make_buckets(active: list[int], cfgs: list[DictConfig], targets: list[torch.Tensor], labels: list[torch.Tensor]):
     members = defaultdict(list)
     for k in active:
         members[(cfgs[k].seed, cfgs[k].loss.name, targets[k].dim())].append(k)
@@ -87,7 +92,7 @@ def make_buckets(active: list[int], cfgs: list[DictConfig], targets: list[torch.
             loss_fn=build_loss(loss),
             members=ks,
             targets=torch.stack([targets[k] for k in ks], dim=1),
-            labels=labels.unsqueeze(1).expand(-1, len(ks)),
+            labels=torch.stack([labels[k] for k in ks], dim=1),
         )
         for (seed, loss, _), ks in members.items()
     ]
@@ -110,8 +115,8 @@ def train(
     """Train one model per config, all in lock-step; the configs must agree on LOCKSTEP_KEYS.
 
     on_epoch(k, metrics) follows each epoch of model k, on_group_epoch(epoch, metrics) each epoch of the
-    group. A model whose loss is no longer finite stops there with a DivergedError in its result; the
-    others train on exactly as they would have without it.
+    group. A model whose loss is no longer finite stops after that epoch (still reported), with a
+    DivergedError in its result; the others train on exactly as they would have without it.
     """
     first = cfgs[0]
     if any(lockstep_key(cfg) != lockstep_key(first) for cfg in cfgs):
@@ -120,11 +125,23 @@ def train(
     images = data.train.images[: first.data.limit].to(device)
     labels = data.train.labels[: first.data.limit].to(device)
     test_images, test_labels = data.test.images.to(device), data.test.labels.to(device)
-    count, batch_size = len(labels), first.batch_size
+    count, batch_size, scale = len(labels), first.batch_size, first.data.pixel_scale
 
     results = [TrainResult(build_model(cfg.seed).to(device)) for cfg in cfgs]
     models = [result.model for result in results]
-    targets = [build_targets(cfg.labels, labels) for cfg in cfgs]
+    # Each job's training labels (its seed picks the noisy ones) and targets, computed once per distinct kind.
+    noisy = {key: add_label_noise(labels, *key) for key in {(cfg.data.label_noise, cfg.seed) for cfg in cfgs}}
+    teachers = {
+        cfg.labels.teacher: load_teacher(cfg.labels.teacher, cfg.tracking.uri, data.test, device)
+        for cfg in cfgs
+        if cfg.labels.name == "teacher"
+    }
+    job_labels, targets = [], []
+    for cfg, result in zip(cfgs, results, strict=True):
+        job_labels_k, result.labels_changed = noisy[(cfg.data.label_noise, cfg.seed)]
+        result.teacher = teachers.get(cfg.labels.get("teacher"))
+        job_labels.append(job_labels_k)
+        targets.append(build_targets(cfg.labels, job_labels_k, images, result.teacher))
     # One generator per seed, on the CPU, so every device sees the same order; models that share a seed
     # share their batches, so each batch is gathered once per seed.
     shuffles = {seed: torch.Generator().manual_seed(seed) for seed in sorted({cfg.seed for cfg in cfgs})}
@@ -136,21 +153,21 @@ def train(
     batch_pixels = {seed: torch.empty(batch_size, images.shape[1], device=device) for seed in shuffles}
 
     active = list(range(len(cfgs)))
-    buckets, optimizers = make_buckets(active, cfgs, targets, labels), make_optimizers(active, cfgs, models)
+    buckets, optimizers = make_buckets(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
     for epoch in range(1, first.epochs + 1):
         start = time.perf_counter()
         orders = {
             seed: torch.randperm(count, generator=shuffles[seed]).to(device) for seed in {b.seed for b in buckets}
         }
         # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
-        step_losses, step_predictions = defaultdict(list), defaultdict(list)
+        step_losses, step_predictions, step_largest = defaultdict(list), defaultdict(list), defaultdict(list)
         for step_start in range(0, count, batch_size):
             batches, pixels = {}, {}
             for seed, order in orders.items():
                 batch = batches[seed] = order[step_start : step_start + batch_size]
                 pixel_bytes = batch_bytes[seed][: len(batch)]
                 torch.index_select(images, 0, batch, out=pixel_bytes)
-                pixels[seed] = to_unit_interval(pixel_bytes, out=batch_pixels[seed][: len(batch)])
+                pixels[seed] = to_unit_interval(pixel_bytes, out=batch_pixels[seed][: len(batch)], scale=scale)
             for optimizer in optimizers:
                 optimizer.zero_grad()
             total = 0
@@ -163,22 +180,26 @@ def train(
                 batch_means = bucket.loss_fn(logits, batch_targets).view(len(batch), width).mean(dim=0)
                 total = total + batch_means.sum()  # a sum, not a mean: each model keeps its own gradient scale
                 step_losses[i].append(batch_means.detach())
-                step_predictions[i].append(logits.detach().view(len(batch), width, CLASSES).argmax(dim=2))
+                per_model = logits.detach().view(len(batch), width, CLASSES)
+                step_predictions[i].append(per_model.argmax(dim=2))
+                step_largest[i].append(per_model.abs().amax(dim=(0, 2)))
             total.backward()
             for optimizer in optimizers:
                 optimizer.step()
 
         batch_sizes = torch.tensor([len(b) for b in next(iter(orders.values())).split(batch_size)], device=device)
-        losses, correct, members = [], [], []
+        losses, correct, largest, members = [], [], [], []
         for i, bucket in enumerate(buckets):
             losses.append((torch.stack(step_losses[i]) * batch_sizes.unsqueeze(1)).sum(dim=0) / count)
             seen_labels = bucket.labels.index_select(0, orders[bucket.seed])
             correct.append((torch.cat(step_predictions[i]) == seen_labels).sum(dim=0))
+            # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
+            largest.append(torch.stack(step_largest[i]).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=0))
             members += bucket.members
-        test_predictions = evaluate.predict([models[k] for k in members], test_images)
+        test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
         test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
         train_loss, train_correct = torch.cat(losses).tolist(), torch.cat(correct).tolist()
-        test_correct = test_correct.tolist()  # one sync for the whole group
+        test_correct, largest = test_correct.tolist(), torch.cat(largest).tolist()  # one sync for the whole group
         seconds = time.perf_counter() - start
 
         trained = []
@@ -189,20 +210,23 @@ def train(
                 train_acc=train_correct[column] / count,
                 test_acc=test_correct[column] / len(test_labels),
                 epoch_seconds=seconds,
+                max_abs_logit=largest[column],
             )
-            if not math.isfinite(metrics.train_loss):
-                results[k].error = DivergedError(
-                    f"training diverged at epoch {epoch}: train_loss={metrics.train_loss} with lr={cfgs[k].lr}; "
-                    "lower the learning rate (0.1 is the textbook value)"
-                )
-                active.remove(k)
-                buckets, optimizers = make_buckets(active, cfgs, targets, labels), make_optimizers(active, cfgs, models)
-                continue
-            results[k].history.append(metrics)
+            results[k].history.append(metrics)  # the failing epoch too: it shows where the logits went
             results[k].test_predictions = test_predictions[:, column]
-            trained.append(metrics)
             if on_epoch is not None:
                 on_epoch(k, metrics)
+            if math.isfinite(metrics.train_loss):
+                trained.append(metrics)
+                continue
+            cause = f" with lr={cfgs[k].lr}; lower the learning rate (0.1 is the textbook value)"
+            if cfgs[k].loss.name == "naive":
+                cause = f", from {naive_failure(metrics.max_abs_logit)}"
+            results[k].error = DivergedError(
+                f"training diverged at epoch {epoch}: train_loss={metrics.train_loss}{cause}"
+            )
+            active.remove(k)
+            buckets, optimizers = make_buckets(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
         if on_group_epoch is not None and trained:
             on_group_epoch(epoch, trained)
         if not active:

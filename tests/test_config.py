@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError
 
@@ -17,6 +19,7 @@ CONF = PROJECT_ROOT / "conf"
 OPTIONS = [
     (group, path.stem) for group in ("loss", "labels", "optimizer") for path in sorted((CONF / group).glob("*.yaml"))
 ]
+REQUIRED = {("labels", "teacher"): ["labels.teacher=runs:/0123456789abcdef/model"]}  # keys an option leaves ???
 
 
 def test_defaults_are_the_textbook_setup():
@@ -31,7 +34,7 @@ def test_defaults_are_the_textbook_setup():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_config(f"{group}={option}")
+    cfg = compose_config(f"{group}={option}", *REQUIRED.get((group, option), []))
     assert cfg[group].name == option
     validate(cfg)
 
@@ -41,7 +44,23 @@ def test_soft_labels_default_to_smoothing_0_1():
     assert compose_config("labels=hard").labels.smoothing is None
 
 
-@pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF / "experiment").glob("*.yaml")))
+def test_teacher_labels_default_to_temperature_2_and_need_a_teacher():
+    labels = compose_config("labels=teacher").labels
+    assert (labels.temperature, labels.alpha) == (2.0, 0.5)
+    with pytest.raises(ConfigError, match=r"labels.teacher is missing: give the teacher's MLflow model URI"):
+        validate(compose_config("labels=teacher"))
+
+
+def test_data_defaults_are_clean_labels_and_unit_pixels():
+    cfg = compose_config()
+    assert (cfg.data.label_noise, cfg.data.pixel_scale) == (0.0, 1.0)
+
+
+EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
+TEACHER = "labels.teacher=runs:/0123456789abcdef/model"  # distill needs one on the command line
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_named_experiments_define_sweeps(experiment):
     assert sweep_params(experiment), f"experiment={experiment} sweeps nothing"
 
@@ -51,6 +70,42 @@ def test_named_experiments_run_on_the_vectorized_launcher(experiment):
     with initialize(version_base="1.3", config_path="../conf"):
         cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("softmax_exp_vectorized.vectorized_launcher.VectorizedLauncher")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_job_of_every_named_experiment_composes_and_validates(experiment):
+    """The jobs as Hydra's sweeper expands them, each composed with its overrides and checked by the schema."""
+    jobs = sweep_jobs(experiment)
+    extra = [TEACHER] if experiment == "distill" else []
+    with initialize(version_base="1.3", config_path="../conf"):
+        for job in jobs:
+            validate(compose("config", overrides=[f"experiment={experiment}", *extra, *job]))
+    assert len(jobs) == {"grid": 12, "lr_sweep": 5, "overflow": 3, "label_noise": 45, "distill": 40}[experiment]
+
+
+def test_the_overflow_experiment_feeds_raw_pixels_to_each_loss():
+    assert sweep_params("overflow") == {"loss": "naive,scratch,torch", "data.pixel_scale": "255"}
+
+
+def test_the_label_noise_experiment_crosses_smoothing_noise_and_seeds():
+    jobs = sweep_jobs("label_noise")
+    assert {tuple(job[1:3]) for job in jobs} == {
+        (f"labels.smoothing={eps}", f"data.label_noise={p}") for eps in (0, 0.1, 0.3) for p in (0, 0.2, 0.4)
+    }
+    assert {job[3] for job in jobs} == {f"seed={seed}" for seed in range(5)}
+
+
+def test_the_distill_experiment_trains_teacher_students_with_uniform_smoothing_as_the_infinite_temperature():
+    cfg = compose_config("experiment=distill", TEACHER)
+    assert cfg.labels.name == "teacher"
+    assert sweep_params("distill") == {"labels.temperature": "1,2,4,inf", "labels.alpha": "0.1,0.5", "seed": "range(5)"}
+
+
+def sweep_jobs(experiment: str) -> list[list[str]]:
+    """Each job's overrides, expanded from the experiment's sweep params by Hydra's own basic sweeper."""
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweep_params(experiment).items()])
+    (batch,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
+    return batch
 
 
 def test_the_grid_experiment_is_the_12_job_grid():
@@ -74,6 +129,8 @@ def sweep_params(experiment: str) -> dict:
         "epochs=ten",
         "lrr=0.1",
         "data.roots=x",
+        "data.label_noise=lots",
+        "labels.temprature=2",
     ],
 )
 def test_hydra_refuses_unknown_options_and_wrong_types(override):
@@ -93,6 +150,15 @@ def test_hydra_refuses_unknown_options_and_wrong_types(override):
         (["labels=soft", "labels.smoothing=-0.1"], "labels.smoothing=-0.1"),
         (["labels=hard", "labels.smoothing=0.2"], "smoothing applies only to labels=soft"),
         (["data.limit=0"], "data.limit=0"),
+        (["data.label_noise=1"], r"data.label_noise=1.0: must be in \[0, 1\)"),
+        (["data.label_noise=-0.1"], "data.label_noise=-0.1"),
+        (["data.pixel_scale=0"], "data.pixel_scale=0.0: must be a positive number"),
+        (["data.pixel_scale=nan"], "data.pixel_scale=nan"),
+        (["labels=teacher", TEACHER, "labels.temperature=0"], "labels.temperature=0.0: must be > 0"),
+        (["labels=teacher", TEACHER, "labels.alpha=1.5"], r"labels.alpha=1.5: must be in \[0, 1\]"),
+        (["labels=teacher", "labels.teacher="], "labels.teacher is missing"),
+        (["labels=hard", "labels.temperature=2"], "labels.temperature=2.0: applies only to labels=teacher"),
+        (["labels=soft", TEACHER], "labels.teacher=runs:/0123456789abcdef/model: applies only to labels=teacher"),
         (["device=tpu"], "device=tpu: use auto, cpu or cuda"),
     ],
 )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from softmax_exp import data
 from softmax_exp.errors import DataError
@@ -32,6 +33,15 @@ def test_reads_a_small_split_plain_or_gzipped(tmp_path, suffix):
     pixels = data.to_unit_interval(split.images)
     assert pixels.min().item() == 0.0 and pixels.max().item() == 1.0
     assert pixels[0, 1].item() == pytest.approx(1 / 255)
+
+
+def test_pixel_scale_255_feeds_the_raw_bytes_and_1_the_unit_interval(fashion_mnist):
+    images = fashion_mnist.test.images[:100]
+    assert torch.equal(data.to_unit_interval(images, scale=255), images.float())
+    assert torch.equal(data.to_unit_interval(images), images.float() / 255)  # the default: ToTensor's values
+    out = torch.empty(100, 784)
+    assert data.to_unit_interval(images, out=out, scale=2.0) is out
+    assert torch.allclose(out, images.float() * (2 / 255))
 
 
 def test_wrong_magic_number_names_the_file(tmp_path):

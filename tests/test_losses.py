@@ -2,13 +2,22 @@
 
 import ast
 import inspect
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from softmax_exp.labels import smooth
-from softmax_exp.losses import cross_entropy, log_softmax, softmax
+from softmax_exp.losses import (
+    EXP_OVERFLOW,
+    cross_entropy,
+    log_softmax,
+    naive_cross_entropy,
+    naive_failure,
+    naive_softmax,
+    softmax,
+)
 
 
 @pytest.fixture
@@ -87,3 +96,39 @@ def test_scratch_code_calls_no_library_softmax_or_cross_entropy():
     }
     assert called.isdisjoint({"softmax", "log_softmax", "cross_entropy", "logsumexp", "nll_loss"}), called
     assert {"exp", "log", "max", "sum"} <= called  # the formulas, written out
+
+
+@pytest.mark.parametrize("targets", [torch.tensor([0, 1]), torch.tensor([[0.9, 0.1], [0.2, 0.8]])])
+def test_naive_loss_breaks_on_logits_of_1000_where_scratch_stays_finite_and_equals_torch(targets):
+    logits = torch.tensor([[1000.0, 0.0], [0.0, 1000.0]])
+    assert not torch.isfinite(naive_softmax(logits)).all()  # exp(1000) = inf, and inf / inf = nan
+    assert not torch.isfinite(naive_cross_entropy(logits, targets)).any()
+    stable = cross_entropy(logits, targets)
+    assert torch.isfinite(stable).all()
+    torch.testing.assert_close(stable, nn.CrossEntropyLoss(reduction="none")(logits, targets))
+
+
+def test_naive_loss_breaks_at_float32_exp_limit():
+    """exp(88.7) is finite in float32 and exp(88.8) is inf: the line the naive softmax cannot cross."""
+    assert EXP_OVERFLOW == pytest.approx(88.7228, abs=1e-4)
+    targets = torch.tensor([1])
+    assert torch.isfinite(naive_cross_entropy(torch.tensor([[88.7, 0.0]]), targets)).all()
+    assert not torch.isfinite(naive_cross_entropy(torch.tensor([[88.8, 0.0]]), targets)).all()
+
+
+def test_naive_loss_equals_scratch_on_ordinary_logits(logits):
+    hard = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(3))
+    soft = torch.softmax(torch.randn(64, 10, dtype=torch.float64), dim=1)
+    torch.testing.assert_close(naive_softmax(logits), softmax(logits))
+    for targets in (hard, soft):
+        torch.testing.assert_close(
+            loss_and_grad(naive_cross_entropy, logits, targets), loss_and_grad(cross_entropy, logits, targets)
+        )
+
+
+def test_the_naive_failure_names_its_cause():
+    # Under the overflow line, the naive loss still breaks when the true class's probability underflows.
+    assert naive_cross_entropy(torch.tensor([[-60.0, 60.0]]), torch.tensor([0])).item() == math.inf
+    assert naive_failure(129.0).startswith("exp overflow in the unshifted softmax of loss=naive: |logit| reached 129")
+    assert naive_failure(60.0).startswith("exp underflow in the unshifted softmax")
+    assert "use loss=scratch or loss=torch" in naive_failure(60.0)

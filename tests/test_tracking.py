@@ -1,6 +1,7 @@
 """Runs and sweeps through the real CLI, tracked in a real MLflow store (SQLite, and an `mlflow server`)."""
 
 import csv
+import math
 import shutil
 import signal
 import socket
@@ -46,7 +47,7 @@ def single_run(tmp_path_factory):
 def test_each_epoch_prints_one_line_of_named_metrics(single_run):
     lines = [line for line in single_run.stdout.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2
-    for name in ("train_loss=", "train_acc=", "test_acc=", "seconds="):
+    for name in ("train_loss=", "train_acc=", "test_acc=", "seconds=", "max_abs_logit="):
         assert name in lines[0]
 
 
@@ -70,9 +71,10 @@ def test_a_run_carries_its_name_params_and_tags(single_run):
 
 def test_a_run_has_a_metric_history_per_epoch(single_run):
     client, run = single_run.client, single_run.run
-    for key in ("train_loss", "train_acc", "test_acc", "epoch_seconds"):
+    for key in ("train_loss", "train_acc", "test_acc", "epoch_seconds", "max_abs_logit"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2]
+    assert run.data.metrics["labels_changed"] == 0
     test_acc = [m.value for m in client.get_metric_history(run.info.run_id, "test_acc")]
     assert run.data.metrics["final_test_acc"] == test_acc[-1] > 0.65
     assert f"test_acc={test_acc[-1]:.4f}" in single_run.stdout
@@ -155,6 +157,30 @@ def test_a_diverging_job_fails_alone_and_the_sweep_goes_on(tmp_path):
     failed = next(r for r in runs if r.info.status == "FAILED")
     assert "diverged" in failed.data.tags["error"]
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_the_overflow_experiment_fails_the_naive_job_naming_exp_overflow(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    quick = ("hydra/launcher=basic", "epochs=2", "data.limit=3000")  # one process: the launcher is not under test
+    result = run_cli(tmp_path, "-m", "experiment=overflow", *quick, f"tracking.uri={uri}")
+    assert result.returncode == 1
+    assert "error: training diverged at epoch 1: train_loss=nan, from exp overflow in the unshifted softmax" in (
+        result.stdout
+    )
+    assert "1 of 3 jobs failed (loss=naive,data.pixel_scale=255" in result.stdout and "Joblib" not in result.stdout
+    client, runs = runs_of(uri)
+    jobs = {r.data.params["loss"]: r for r in runs if SWEEP_TAG not in r.data.tags}
+    assert {loss: r.info.status for loss, r in jobs.items()} == {
+        "naive": "FAILED", "scratch": "FINISHED", "torch": "FINISHED"
+    }  # fmt: skip
+    assert "exp overflow in the unshifted softmax of loss=naive" in jobs["naive"].data.tags["error"]
+    # The failing epoch is logged: the UI shows the naive job's logits past exp's range, and its loss NaN.
+    (crossed,) = client.get_metric_history(jobs["naive"].info.run_id, "max_abs_logit")
+    assert crossed.step == 1 and crossed.value > 88.73
+    assert math.isnan(client.get_metric_history(jobs["naive"].info.run_id, "train_loss")[0].value)
+    for loss in ("scratch", "torch"):
+        losses = client.get_metric_history(jobs[loss].info.run_id, "train_loss")
+        assert len(losses) == 2 and all(math.isfinite(m.value) for m in losses)
 
 
 def test_bad_data_fails_the_run_with_the_reason(tmp_path):

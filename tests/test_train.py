@@ -1,8 +1,14 @@
 """Real training on Fashion-MNIST: it learns, it is reproducible, and scratch matches torch."""
 
+import math
+import re
+
 import pytest
 
+from softmax_exp.data import to_unit_interval
 from softmax_exp.errors import DivergedError
+from softmax_exp.losses import EXP_OVERFLOW
+from softmax_exp.model import build_model
 from softmax_exp.train import train
 
 from .conftest import compose_config
@@ -62,7 +68,7 @@ def test_a_diverging_model_stops_at_that_epoch_and_the_others_train_on_unchanged
     results = train(cfgs, fashion_mnist, on_epoch=lambda k, metrics: seen.append(k))
     assert isinstance(results[1].error, DivergedError)
     assert str(results[1].error).startswith("training diverged at epoch 1: train_loss=nan with lr=1e+38")
-    assert results[1].history == [] and 1 not in seen
+    assert [m.epoch for m in results[1].history] == [1] and seen.count(1) == 1  # the failing epoch is reported
     for k in (0, 2):
         assert results[k].error is None and seen.count(k) == 3
         assert_same_metrics([vars(m) for m in results[k].history], history(fashion_mnist, *QUICK, *jobs[k]))
@@ -87,6 +93,31 @@ def test_models_in_lockstep_get_the_numbers_they_get_alone(fashion_mnist):
 def test_models_that_cannot_step_together_are_refused(fashion_mnist):
     with pytest.raises(ValueError, match="must agree on batch_size"):
         train([compose_config(*QUICK), compose_config(*QUICK, "batch_size=128")], fashion_mnist)
+
+
+def test_max_abs_logit_is_the_largest_logit_of_the_epoch(fashion_mnist):
+    """One step over 3,000 images: the logits seen are those of the initial weights, computed here apart."""
+    result = train_one(compose_config("data.limit=3000", "batch_size=3000", "epochs=1"), fashion_mnist)
+    logits = build_model(seed=0)(to_unit_interval(fashion_mnist.train.images[:3000]))
+    assert result.history[0].max_abs_logit == pytest.approx(logits.abs().max().item(), rel=1e-6)
+
+
+def test_naive_loss_trains_like_scratch_while_logits_stay_small(fashion_mnist):
+    naive = history(fashion_mnist, *QUICK, "loss=naive")
+    assert_same_metrics(naive, history(fashion_mnist, *QUICK, "loss=scratch"))
+    assert max(m["max_abs_logit"] for m in naive) < EXP_OVERFLOW
+
+
+def test_raw_pixels_break_the_naive_loss_in_epoch_1_and_not_the_stable_ones(fashion_mnist):
+    raw = ("data.pixel_scale=255", "data.limit=3000", "epochs=2")
+    naive = train_one(compose_config(*raw, "loss=naive"), fashion_mnist)
+    assert re.match(
+        "training diverged at epoch 1: train_loss=nan, from exp overflow in the unshifted softmax", str(naive.error)
+    )
+    assert [m.epoch for m in naive.history] == [1] and naive.history[0].max_abs_logit > EXP_OVERFLOW
+    for loss in ("scratch", "torch"):
+        stable = history(fashion_mnist, *raw, f"loss={loss}")
+        assert all(math.isfinite(m["train_loss"]) and m["max_abs_logit"] > 1000 for m in stable)
 
 
 @pytest.mark.parametrize("loss", ["scratch", "torch"])

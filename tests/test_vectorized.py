@@ -143,7 +143,8 @@ def test_an_invalid_job_and_a_diverging_job_fail_alone(tmp_path):
         assert invalid.data.tags["error"] == "lr=-1.0: the learning rate must be a positive number"
         diverged = failing.children[f"lr=1e+38,seed={seed},epochs=2,data.limit=3000"]
         assert diverged.data.tags["error"].startswith("training diverged at epoch 1: train_loss=nan")
-        assert failing.client.get_metric_history(diverged.info.run_id, "test_acc") == []
+        nan_loss = failing.client.get_metric_history(diverged.info.run_id, "train_loss")  # the failing epoch
+        assert [m.step for m in nan_loss] == [1] and nan_loss[0].value != nan_loss[0].value
         trained = failing.children[f"lr=0.1,seed={seed},epochs=2,data.limit=3000"]
         assert len(failing.client.get_metric_history(trained.info.run_id, "test_acc")) == 2
     assert "error: lr=-1.0: the learning rate must be a positive number" in output

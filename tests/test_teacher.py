@@ -1,0 +1,137 @@
+"""Soft labels from a real teacher: a model trained through the CLI into a real MLflow store, then loaded by URI."""
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import mlflow.pytorch
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from softmax_exp.errors import TeacherError
+from softmax_exp.labels import build_targets, smooth
+from softmax_exp.teacher import load_teacher
+
+from .conftest import compose_config, run_cli
+
+CPU = torch.device("cpu")
+QUICK = ("epochs=1", "data.limit=3000")
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    """A teacher trained by `python -m softmax_exp` (2 epochs) and logged at runs:/<id>/model."""
+    folder = tmp_path_factory.mktemp("teacher")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    result = run_cli(folder, "epochs=2", "data.limit=5000", f"tracking.uri={uri}", "tracking.experiment=teachers")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
+    return SimpleNamespace(folder=folder, uri=uri, run=run, model_uri=f"runs:/{run.info.run_id}/model")
+
+
+def teacher_cfg(model_uri: str, *overrides: str):
+    return compose_config("labels=teacher", f"labels.teacher={model_uri}", *overrides)
+
+
+def test_teacher_targets_are_distributions_equal_to_the_formula(teacher_run, fashion_mnist):
+    cfg = teacher_cfg(teacher_run.model_uri, "labels.temperature=3", "labels.alpha=0.7")
+    teacher = load_teacher(teacher_run.model_uri, teacher_run.uri, fashion_mnist.test, CPU)
+    images, labels = fashion_mnist.train.images[:2000], fashion_mnist.train.labels[:2000]
+    targets = build_targets(cfg.labels, labels, images, teacher)
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(2000))
+    # The formula, computed apart with torch's own softmax on the logged model, loaded on its own.
+    mlflow.set_tracking_uri(teacher_run.uri)
+    model = mlflow.pytorch.load_model(teacher_run.model_uri)
+    with torch.no_grad():
+        logits = model(images.float() / 255)
+    expected = 0.7 * torch.softmax(logits / 3, dim=1) + 0.3 * nn.functional.one_hot(labels, 10).float()
+    torch.testing.assert_close(targets, expected)
+    assert (targets.argmax(dim=1) == labels).float().mean() > 0.7  # the teacher mostly agrees with the labels
+
+
+def test_the_teacher_is_measured_and_traced_to_its_run(teacher_run, fashion_mnist):
+    teacher = load_teacher(teacher_run.model_uri, teacher_run.uri, fashion_mnist.test, CPU)
+    assert teacher.run_id == teacher_run.run.info.run_id
+    assert teacher.test_acc == pytest.approx(teacher_run.run.data.metrics["final_test_acc"], abs=1e-9)
+
+
+def test_an_infinite_temperature_is_label_smoothing_with_eps_alpha(teacher_run, fashion_mnist):
+    cfg = teacher_cfg(teacher_run.model_uri, "labels.temperature=inf", "labels.alpha=0.1")
+    teacher = load_teacher(teacher_run.model_uri, teacher_run.uri, fashion_mnist.test, CPU)
+    labels = fashion_mnist.train.labels[:500]
+    targets = build_targets(cfg.labels, labels, fashion_mnist.train.images[:500], teacher)
+    torch.testing.assert_close(targets, smooth(labels, 0.1))
+
+
+def test_a_registered_model_teaches_too(teacher_run, fashion_mnist):
+    mlflow.set_tracking_uri(teacher_run.uri)  # the registry lives in the tracking store
+    version = mlflow.register_model(teacher_run.model_uri, "fashion-teacher")
+    teacher = load_teacher(f"models:/fashion-teacher/{version.version}", teacher_run.uri, fashion_mnist.test, CPU)
+    assert teacher.run_id == teacher_run.run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def misfits(teacher_run):
+    """Models of the wrong shapes, logged in the teacher's store: (URI, what the error must say)."""
+    mlflow.set_tracking_uri(teacher_run.uri)
+    models = {
+        "five_classes": (nn.Linear(784, 5), "must give 10 logits per image, but maps (2, 784) to (2, 5)"),
+        "small_images": (nn.Linear(100, 10), "the model does not take rows of 784 pixels"),
+    }
+    uris = []
+    with mlflow.start_run(experiment_id=teacher_run.run.info.experiment_id) as run:
+        for name, (model, message) in models.items():
+            mlflow.pytorch.log_model(model, name=name, serialization_format="pickle", pip_requirements=[])
+            uris.append((f"runs:/{run.info.run_id}/{name}", message))
+    return uris
+
+
+def test_a_teacher_of_the_wrong_shape_is_refused(teacher_run, misfits, fashion_mnist):
+    for uri, message in misfits:
+        with pytest.raises(TeacherError, match=re.escape(message)) as error:
+            load_teacher(uri, teacher_run.uri, fashion_mnist.test, CPU)
+        assert str(error.value).startswith(f"labels.teacher={uri}: ") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "uri", ["runs:/0123456789abcdef0123456789abcdef/model", "models:/no-such-model/1", "not a uri at all"]
+)
+def test_an_unloadable_teacher_is_one_line(teacher_run, fashion_mnist, uri):
+    with pytest.raises(TeacherError, match="cannot load a PyTorch model from it") as error:
+        load_teacher(uri, teacher_run.uri, fashion_mnist.test, CPU)
+    assert "\n" not in str(error.value)
+
+
+def test_a_student_run_records_its_teacher_and_its_noise(teacher_run):
+    uri = teacher_run.uri
+    result = run_cli(
+        teacher_run.folder, *QUICK, "labels=teacher", f"labels.teacher={teacher_run.model_uri}",
+        "data.label_noise=0.2", f"tracking.uri={uri}", "tracking.experiment=students",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("students").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["labels.teacher"] == teacher_run.model_uri
+    assert run.data.params["labels.temperature"] == "2.0" and run.data.params["labels.alpha"] == "0.5"
+    assert run.data.tags["teacher_run_id"] == teacher_run.run.info.run_id
+    assert run.data.metrics["teacher_test_acc"] == teacher_run.run.data.metrics["final_test_acc"]
+    assert run.data.metrics["labels_changed"] == 600
+
+
+def test_a_bad_teacher_fails_the_run_before_any_training(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    bad = "runs:/0123456789abcdef0123456789abcdef/model"
+    result = run_cli(tmp_path, *QUICK, "labels=teacher", f"labels.teacher={bad}", f"tracking.uri={uri}")
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"error: labels.teacher={bad}: cannot load a PyTorch model from it" in output
+    assert "epoch" not in output and "Traceback" not in output
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["error"].startswith(f"labels.teacher={bad}: ")
+    assert not client.get_metric_history(run.info.run_id, "train_loss")
