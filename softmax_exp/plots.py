@@ -1,13 +1,16 @@
-"""The figures a run and a sweep leave in MLflow: learning curves, confusion matrix, accuracy vs lr.
+"""The figures a run and a sweep leave in MLflow: learning curves, confusion matrix, accuracy vs lr and
+learning curves per configuration over its seeds.
 
 Plain Figure objects, not pyplot: no window and no global registry, so a sweep frees each job's figures.
 Margins are fixed, not "tight": tight layout measures every label and draws the figure twice, which
-doubled the plotting time of every job. This module needs matplotlib alone, so that a worker process can
-draw a sweep's figures without importing torch.
+doubled the plotting time of every job. This module does not import torch, so that a worker process can
+draw a sweep's figures without it.
 """
 
 import io
 
+import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -46,27 +49,56 @@ def confusion_matrix(matrix: list[list[int]], classes: tuple[str, ...]) -> Figur
     return figure
 
 
-def accuracy_vs_lr(rows: list[dict]) -> Figure:
-    """Test accuracy against learning rate, one line per loss x labels combination."""
+def accuracy_vs_lr(groups: pd.DataFrame) -> Figure:
+    """Mean final test accuracy against learning rate, a line per configuration less its lr, with the 95% CI
+    of each mean as error bars when the sweep has seeds as replicates (group_summary's table)."""
     figure = Figure(figsize=(7, 4.5))
     figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
     axes = figure.subplots()
-    # Scratch and torch losses give the same numbers, so their lines coincide: a color per labels, and the
-    # scratch line dashed on top of the solid torch one, keeps both visible.
-    style = {"torch": dict(linestyle="-", marker="o"), "scratch": dict(linestyle="--", marker="x", markersize=9)}
-    color = {"hard": "tab:blue", "soft": "tab:orange"}
-    combos = sorted({(row["loss"], row["labels"]) for row in rows}, key=lambda combo: (combo[0] != "torch", combo))
-    for loss, labels in combos:
-        points = sorted((row["lr"], row["test_acc"]) for row in rows if (row["loss"], row["labels"]) == (loss, labels))
-        axes.plot(
-            *zip(*points, strict=True), label=f"loss={loss}, labels={labels}", color=color.get(labels), **style[loss]
-        )
-    rates = sorted({row["lr"] for row in rows})
+    lines = groups.assign(line=groups["group"].map(without_lr))
+    for line, points in lines.groupby("line", sort=True):
+        points = points.sort_values("lr")
+        mean = points["test_acc_mean"]
+        below, above = (mean - points["test_acc_ci95_low"]).fillna(0), (points["test_acc_ci95_high"] - mean).fillna(0)
+        # Scratch and torch losses give the same numbers, so their lines coincide: the scratch line dashed
+        # with crosses keeps both visible.
+        style = dict(linestyle="--", marker="x", markersize=9) if "loss=scratch" in line else dict(marker="o")
+        axes.errorbar(points["lr"], mean, yerr=[below, above], capsize=3, label=line, **style)
+    rates = sorted(groups["lr"].unique())
     axes.set_xscale("log")
     axes.set_xticks(rates, [f"{rate:g}" for rate in rates])
     axes.minorticks_off()
-    axes.set(xlabel="learning rate", ylabel="final test accuracy", title="Test accuracy by learning rate")
-    axes.legend()
+    n = groups["n"].max()
+    what = f"mean of {n} seeds, 95% CI" if n > 1 else "one seed each"
+    axes.set(xlabel="learning rate", ylabel=f"final test accuracy ({what})", title="Test accuracy by learning rate")
+    axes.legend(fontsize=7)
+    return figure
+
+
+def without_lr(group: str) -> str:
+    return ",".join(choice for choice in group.split(",") if not choice.startswith("lr=")) or "defaults"
+
+
+def group_learning_curves(curves: dict[str, dict[str, np.ndarray]]) -> Figure:
+    """A panel per configuration: train and test accuracy per epoch, the mean over its seeds as a line and
+    their lowest to highest as a band. `curves[group][metric]` holds one row per seed, one column per epoch."""
+    columns = min(4, len(curves))
+    rows = -(-len(curves) // columns)  # ceiling division
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows + 0.4))
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.08, top=1 - 0.5 / (2.6 * rows + 0.4), hspace=0.45)
+    panels = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).flat
+    # Curves first: zip then stops without taking a spare panel, and the loop below hides the ones left.
+    for (group, metrics), axes in zip(sorted(curves.items()), panels, strict=False):
+        for key, values in metrics.items():
+            epochs = np.arange(1, values.shape[1] + 1)
+            axes.plot(epochs, values.mean(axis=0), label=key)
+            axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), alpha=0.25)
+        axes.set_title(f"{group} (n={len(values)})", fontsize=7)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    for axes in panels:  # the grid's empty cells
+        axes.set_visible(False)
+    figure.axes[0].legend(fontsize=7)
+    figure.suptitle("Accuracy per epoch: mean over seeds, band from lowest to highest", fontsize=9)
     return figure
 
 

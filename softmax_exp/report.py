@@ -1,15 +1,18 @@
-"""`python -m softmax_exp.report`: a sweep's jobs as a table, best test accuracy first.
+"""`python -m softmax_exp.report`: a sweep summed up, best test accuracy first.
 
-Reads the tracking store named in conf/ (or --uri); shows the latest sweep unless one is named.
+With seeds as replicates: one row per configuration (mean ± 95% CI, n) and the contrasts; without, or
+with --jobs, one row per job. Reads the tracking store named in conf/ (or --uri); shows the latest sweep
+unless one is named.
 """
 
 import argparse
 import sys
 
+import pandas as pd
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from softmax_exp import tracking
+from softmax_exp import replicates, tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.sweep import TABLE_COLUMNS, job_table
 
@@ -40,10 +43,28 @@ def format_table(rows: list[dict]) -> str:
             return f"{value:.4f}"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    cells = [list(TABLE_COLUMNS)] + [[cell(column, row[column]) for column in TABLE_COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
+    return aligned([list(TABLE_COLUMNS)] + [[cell(column, row[column]) for column in TABLE_COLUMNS] for row in rows])
+
+
+def format_groups(groups: pd.DataFrame) -> str:
+    """A row per configuration: n finished (and failed), then per metric its mean ± the CI's half width."""
+    header = ["configuration", "n", "failed", *(f"{metric} (mean ± 95% CI)" for metric in replicates.METRICS)]
+    lines = [header]
+    for row in groups.to_dict("records"):
+        cells = [row["group"], str(row["n"]), str(row["failed"])]
+        for metric in replicates.METRICS:
+            mean, high = row[f"{metric}_mean"], row[f"{metric}_ci95_high"]
+            cells.append(
+                "-" if pd.isna(mean) else f"{mean:.4f} ± {high - mean:.4f}" if pd.notna(high) else f"{mean:.4f}"
+            )
+        lines.append(cells)
+    return aligned(lines)
+
+
+def aligned(lines: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join(
-        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in cells
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in lines
     )
 
 
@@ -52,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep", nargs="?", help="sweep run name (e.g. experiment=grid) or run id; default: latest")
     parser.add_argument("--experiment", help="MLflow experiment (default: tracking.experiment in conf/)")
     parser.add_argument("--uri", help="tracking store (default: tracking.uri in conf/)")
+    parser.add_argument("--jobs", action="store_true", help="one row per job, not per configuration")
     args = parser.parse_args(argv)
     uri, experiment = default_tracking()
     uri, experiment = args.uri or uri, args.experiment or experiment
@@ -65,7 +87,19 @@ def main(argv: list[str] | None = None) -> int:
               "`python -m softmax_exp -m experiment=grid`", file=sys.stderr)  # fmt: skip
         return 1
     print(f"sweep {sweep.info.run_name} ({sweep.info.run_id}), {uri}")
-    print(format_table(job_table(client, sweep.info.run_id)))
+    rows = job_table(client, sweep.info.run_id)
+    groups = replicates.group_summary(pd.DataFrame(rows)) if rows else None
+    if args.jobs or groups is None or not replicates.has_replicates(groups):
+        print(format_table(rows))
+        if not args.jobs:
+            print("n = 1 for every configuration (one seed each): sweep seed=0,1,2,3,4 for confidence intervals")
+        return 0
+    print(format_groups(groups))
+    contrasts = replicates.contrasts(pd.DataFrame(rows))
+    if not contrasts.empty:
+        print("\ncontrasts (paired over runs that differ only in that choice, final test_acc):")
+        for contrast in contrasts.to_dict("records"):
+            print(f"  {replicates.describe(contrast)}")
     return 0
 
 

@@ -29,6 +29,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
+from softmax_exp import replicates
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
@@ -165,7 +166,7 @@ class JobRun:
         self.experiment_id = experiment_id(self.uri, cfg.tracking.experiment)
         self.client = MlflowClient(self.uri)
         tags = {**context_tags(), "torch_version": torch.__version__, "hydra_version": hydra.__version__}
-        tags |= {"device": device, **git_tags()}
+        tags |= {"device": device, **git_tags(), replicates.TAG: replicates.group_name(choices(job.overrides))}
         if parent := os.environ.get(PARENT_RUN_ENV):
             tags[MLFLOW_PARENT_RUN_ID] = parent
         self.run_id = self.client.create_run(self.experiment_id, run_name=job.run_name, tags=tags).info.run_id

@@ -80,7 +80,7 @@ def test_every_job_of_every_named_experiment_composes_and_validates(experiment):
     with initialize(version_base="1.3", config_path="../conf"):
         for job in jobs:
             validate(compose("config", overrides=[f"experiment={experiment}", *extra, *job]))
-    assert len(jobs) == {"grid": 12, "lr_sweep": 5, "overflow": 3, "label_noise": 45, "distill": 40}[experiment]
+    assert len(jobs) == {"grid": 60, "lr_sweep": 25, "overflow": 3, "label_noise": 45, "distill": 40}[experiment]
 
 
 def test_the_overflow_experiment_feeds_raw_pixels_to_each_loss():
@@ -108,8 +108,11 @@ def sweep_jobs(experiment: str) -> list[list[str]]:
     return batch
 
 
-def test_the_grid_experiment_is_the_12_job_grid():
-    assert sweep_params("grid") == {"loss": "scratch,torch", "labels": "hard,soft", "lr": "0.01,0.05,0.1"}
+def test_the_grid_and_lr_sweep_experiments_replicate_each_configuration_over_five_seeds():
+    grid = {"loss": "scratch,torch", "labels": "hard,soft", "lr": "0.01,0.05,0.1", "seed": "range(5)"}
+    assert sweep_params("grid") == grid
+    assert sweep_params("lr_sweep") == {"lr": "0.01,0.03,0.1,0.3,1.0", "seed": "range(5)"}
+    assert {job[-1] for job in sweep_jobs("lr_sweep")} == {f"seed={seed}" for seed in range(5)}
 
 
 def sweep_params(experiment: str) -> dict:

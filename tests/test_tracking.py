@@ -140,7 +140,8 @@ def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
     assert report.returncode == 0, report.stderr
     table = report.stdout.splitlines()
     assert table[1].split()[0] == "run_name"
-    assert table[2].startswith(best.info.run_name) and len(table) == 6
+    assert table[2].startswith(best.info.run_name) and len(table) == 7
+    assert table[-1].startswith("n = 1 for every configuration")
     assert f"{best.data.metrics['final_test_acc']:.4f}" in table[2]
 
 
@@ -222,7 +223,7 @@ def test_ctrl_c_marks_the_run_killed(tmp_path):
 def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes_when_asked(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     two_at_a_time = ("-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time")
-    result = run_cli(tmp_path, *two_at_a_time, "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
+    result = run_cli(tmp_path, *two_at_a_time, "seed=0", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Joblib.Parallel(n_jobs=2," in result.stdout and "is launching 5 jobs" in result.stdout
     _, runs = runs_of(uri)

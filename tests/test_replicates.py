@@ -1,0 +1,141 @@
+"""Seeds as replicates: grouping, Student's t intervals, paired contrasts, and a real sweep's summary."""
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from softmax_exp import replicates
+from softmax_exp.tracking import SWEEP_TAG
+from tests.conftest import run_cli
+
+
+def test_a_group_is_the_configuration_less_the_seed_and_nothing_else():
+    assert replicates.group_name(["loss=scratch", "lr=0.1", "seed=3"]) == "loss=scratch,lr=0.1"
+    assert replicates.group_name(["loss=scratch", "lr=0.1", "seed=4"]) == "loss=scratch,lr=0.1"
+    assert replicates.group_name(["loss=scratch", "lr=0.05", "seed=3"]) == "loss=scratch,lr=0.05"
+    assert replicates.group_name(["+seed=1", "data.limit=10"]) == "data.limit=10"
+    assert replicates.group_name(["seed=0"]) == replicates.group_name([]) == "defaults"
+    assert replicates.group_name(["labels.seedless=1"]) == "labels.seedless=1"
+
+
+def jobs_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Jobs as sweep.job_table gives them: (group, loss, labels, seed, status, test_acc)."""
+    records = []
+    for group, loss, labels, seed, status, test_acc in rows:
+        params = {"loss": loss, "labels": labels, "optimizer": "torch", "lr": "0.1", "seed": str(seed)}
+        records.append(
+            {"group": group, "status": status, "loss": loss, "labels": labels, "optimizer": "torch", "lr": 0.1}
+            | {
+                "seed": seed,
+                "test_acc": test_acc,
+                "train_acc": test_acc and test_acc + 0.02,
+                "train_loss": test_acc and 0.5,
+                "params": params,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def test_the_95_percent_interval_is_students_t_on_known_values():
+    jobs = jobs_frame([("a", "torch", "hard", seed, "FINISHED", value) for seed, value in enumerate([1, 2, 3, 4, 5])])
+    (row,) = replicates.group_summary(jobs).to_dict("records")
+    # mean 3, sd sqrt(2.5), t(0.975, 4) = 2.776445: half width 2.776445 * 1.581139 / sqrt(5) = 1.963243
+    assert row["n"] == 5 and row["test_acc_mean"] == 3
+    assert row["test_acc_std"] == pytest.approx(math.sqrt(2.5))
+    assert row["test_acc_ci95_low"] == pytest.approx(3 - 1.963243, abs=1e-6)
+    assert row["test_acc_ci95_high"] == pytest.approx(3 + 1.963243, abs=1e-6)
+    assert (row["test_acc_min"], row["test_acc_max"]) == (1, 5)
+
+
+def test_a_failed_replicate_is_left_out_of_the_statistics_and_counted():
+    values = [0.81, 0.82, 0.80, 0.83]
+    rows = [("a", "torch", "hard", seed, "FINISHED", value) for seed, value in enumerate(values)]
+    rows.append(("a", "torch", "hard", 4, "FAILED", None))
+    rows.append(("b", "torch", "soft", 0, "FINISHED", 0.79))
+    groups = replicates.group_summary(jobs_frame(rows)).set_index("group")
+    assert (groups.loc["a", "n"], groups.loc["a", "failed"]) == (4, 1)
+    assert groups.loc["a", "test_acc_mean"] == pytest.approx(statistics.mean(values))
+    assert groups.loc["a", "test_acc_std"] == pytest.approx(statistics.stdev(values))
+    # one seed: a mean with no interval, and no claim of replicates for it
+    assert groups.loc["b", "n"] == 1 and math.isnan(groups.loc["b", "test_acc_ci95_low"])
+    assert list(groups.index) == ["a", "b"]  # best mean first
+
+
+def test_a_contrast_is_the_paired_difference_between_two_options():
+    hard = [0.80, 0.82, 0.81]
+    soft = [0.81, 0.84, 0.83]  # differences 0.01, 0.02, 0.02
+    rows = [(f"labels={labels}", "torch", labels, seed, "FINISHED", value) for labels, values in
+            (("hard", hard), ("soft", soft)) for seed, value in enumerate(values)]  # fmt: skip
+    (contrast,) = replicates.contrasts(jobs_frame(rows)).to_dict("records")
+    differences = np.subtract(soft, hard)
+    low, high = stats.t.interval(0.95, 2, loc=differences.mean(), scale=stats.sem(differences))
+    assert (contrast["factor"], contrast["difference"], contrast["pairs"]) == ("labels", "soft - hard", 3)
+    assert contrast["mean"] == pytest.approx(differences.mean())
+    assert (contrast["ci95_low"], contrast["ci95_high"]) == pytest.approx((low, high))
+    assert contrast["verdict"] == "labels=soft is better"
+    line = replicates.describe(contrast)
+    assert line.startswith("labels soft - hard: +0.0167 (95% CI +0.0023 … +0.0310), 3 pairs")
+
+
+def test_a_contrast_whose_interval_contains_zero_says_so():
+    rows = [("h", "torch", "hard", 0, "FINISHED", 0.80), ("s", "torch", "soft", 0, "FINISHED", 0.81)]
+    rows += [("h", "torch", "hard", 1, "FINISHED", 0.82), ("s", "torch", "soft", 1, "FINISHED", 0.81)]
+    (contrast,) = replicates.contrasts(jobs_frame(rows)).to_dict("records")
+    assert contrast["ci95_low"] < 0 < contrast["ci95_high"]
+    assert contrast["verdict"] == "the CI contains 0: no clear difference"
+
+
+def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the_contrast(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sweep = ("-m", "hydra/launcher=vectorized", "labels=hard,soft", "seed=0,1,2", "epochs=1", "data.limit=2000")
+    result = run_cli(tmp_path, *sweep, f"tracking.uri={uri}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 6
+    by_group = {}
+    for child in children:
+        by_group.setdefault(child.data.tags[replicates.TAG], []).append(child)
+    assert sorted(by_group) == [f"labels={labels},epochs=1,data.limit=2000" for labels in ("hard", "soft")]
+
+    folder = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "parent")))
+    groups = {row["group"]: row for row in csv.DictReader((folder / "sweep_groups.csv").open())}
+    for group, members in by_group.items():
+        values = [child.data.metrics["final_test_acc"] for child in members]
+        half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+        assert int(groups[group]["n"]) == 3 and int(groups[group]["failed"]) == 0
+        assert float(groups[group]["test_acc_mean"]) == pytest.approx(statistics.mean(values), abs=1e-12)
+        assert float(groups[group]["test_acc_ci95_high"]) == pytest.approx(statistics.mean(values) + half, abs=1e-12)
+    best = max(groups.values(), key=lambda row: float(row["test_acc_mean"]))
+    assert parent.data.tags["best_config"] == best["group"]
+    assert parent.data.metrics["best_config_test_acc_mean"] == pytest.approx(float(best["test_acc_mean"]))
+
+    (contrast,) = list(csv.DictReader((folder / "contrasts.csv").open()))
+    seed_of = {child.info.run_id: child.data.params["seed"] for child in children}
+    acc = {(child.data.params["labels"], seed_of[child.info.run_id]): child.data.metrics["final_test_acc"]
+           for child in children}  # fmt: skip
+    differences = [acc["soft", seed] - acc["hard", seed] for seed in ("0", "1", "2")]
+    assert contrast["difference"] == "soft - hard" and int(contrast["pairs"]) == 3
+    assert float(contrast["mean"]) == pytest.approx(statistics.mean(differences), abs=1e-12)
+    for name in ("test_acc_vs_lr.png", "learning_curves_by_group.png"):
+        assert (folder / name).read_bytes()[:4] == b"\x89PNG"
+    assert "best configuration: " + best["group"] in result.stdout + result.stderr
+    assert "contrast: labels soft - hard: " in result.stdout + result.stderr
+
+    report = run_cli(tmp_path, "--uri", uri, module="softmax_exp.report")
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[1].split()[:3] == ["configuration", "n", "failed"]
+    assert lines[2].startswith(best["group"]) and f"{float(best['test_acc_mean']):.4f} ± " in lines[2]
+    assert any(line.strip().startswith("labels soft - hard: ") and "3 pairs" in line for line in lines)
+    per_job = run_cli(tmp_path, "--uri", uri, "--jobs", module="softmax_exp.report")
+    assert per_job.stdout.splitlines()[1].split()[0] == "run_name" and len(per_job.stdout.splitlines()) == 8
