@@ -2,9 +2,9 @@
 
 Each model keeps everything that makes it its own job: weights, seed (its initial weights and the order
 it sees the training set in), learning rate, loss, optimizer and targets. What the models share is the
-fixed cost of a step: models with the same seed see the same batch, gathered once, and models that also
-share a loss and a kind of target make one wide matrix product and one loss call. Each model's gradient
-stays its own, because backward() starts from the *sum* of the models' batch means.
+fixed cost of a step: models with the same seed see the same batch, gathered once, and make one wide
+matrix product; those that also share a loss and a kind of target make one loss call. Each model's
+gradient stays its own, because backward() starts from the *sum* of the models' batch means.
 """
 
 import logging
@@ -73,29 +73,37 @@ class TrainResult:
 
 @dataclass
 class Bucket:
-    """Models that see the same batches (one seed) and share one loss call (one loss, one kind of target)."""
+    """Models of one shard that share one loss call (one loss, one kind of target): columns start:stop."""
+
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    start: int
+    stop: int
+    targets: torch.Tensor  # (N, J) class indices or (N, J, 10) probabilities: the J members side by side
+
+
+@dataclass
+class Shard:
+    """Models that see the same batches (one seed): one matrix product per step for all of them."""
 
     seed: int
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    members: list[int]  # indices of the models, in the order of their columns below
-    targets: torch.Tensor  # (N, J) class indices or (N, J, 10) probabilities: the J members side by side
+    members: list[int]  # indices of the models, in the order of their columns, each bucket's together
+    buckets: list[Bucket]
     labels: torch.Tensor  # (N, J) each member's training labels, for its training accuracy
 
 
-def make_buckets(active: list[int], cfgs: list[DictConfig], targets: list[torch.Tensor], labels: list[torch.Tensor]):
-    members = defaultdict(list)
+def make_shards(active: list[int], cfgs: list[DictConfig], targets: list[torch.Tensor], labels: list[torch.Tensor]):
+    by_seed = defaultdict(lambda: defaultdict(list))
     for k in active:
-        members[(cfgs[k].seed, cfgs[k].loss.name, targets[k].dim())].append(k)
-    return [
-        Bucket(
-            seed=seed,
-            loss_fn=build_loss(loss),
-            members=ks,
-            targets=torch.stack([targets[k] for k in ks], dim=1),
-            labels=torch.stack([labels[k] for k in ks], dim=1),
-        )
-        for (seed, loss, _), ks in members.items()
-    ]
+        by_seed[cfgs[k].seed][(cfgs[k].loss.name, targets[k].dim())].append(k)
+    shards = []
+    for seed, by_loss in by_seed.items():
+        members, buckets = [], []
+        for (loss, _), ks in by_loss.items():
+            stacked = torch.stack([targets[k] for k in ks], dim=1)
+            buckets.append(Bucket(build_loss(loss), len(members), len(members) + len(ks), stacked))
+            members += ks
+        shards.append(Shard(seed, members, buckets, torch.stack([labels[k] for k in members], dim=1)))
+    return shards
 
 
 def make_optimizers(active: list[int], cfgs: list[DictConfig], models: list[nn.Linear]) -> list:
@@ -153,34 +161,38 @@ def train(
     batch_pixels = {seed: torch.empty(batch_size, images.shape[1], device=device) for seed in shuffles}
 
     active = list(range(len(cfgs)))
-    buckets, optimizers = make_buckets(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
+    shards, optimizers = make_shards(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
     for epoch in range(1, first.epochs + 1):
         start = time.perf_counter()
-        orders = {
-            seed: torch.randperm(count, generator=shuffles[seed]).to(device) for seed in {b.seed for b in buckets}
-        }
+        orders = {shard.seed: torch.randperm(count, generator=shuffles[shard.seed]).to(device) for shard in shards}
         # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
         step_losses, step_predictions, step_largest = defaultdict(list), defaultdict(list), defaultdict(list)
         for step_start in range(0, count, batch_size):
-            batches, pixels = {}, {}
-            for seed, order in orders.items():
-                batch = batches[seed] = order[step_start : step_start + batch_size]
-                pixel_bytes = batch_bytes[seed][: len(batch)]
-                torch.index_select(images, 0, batch, out=pixel_bytes)
-                pixels[seed] = to_unit_interval(pixel_bytes, out=batch_pixels[seed][: len(batch)], scale=scale)
             for optimizer in optimizers:
                 optimizer.zero_grad()
             total = 0
-            for i, bucket in enumerate(buckets):
-                batch, width = batches[bucket.seed], len(bucket.members)
-                weight = torch.cat([models[k].weight for k in bucket.members])  # (J * 10, 784)
-                bias = torch.cat([models[k].bias for k in bucket.members])
-                logits = torch.addmm(bias, pixels[bucket.seed], weight.t()).view(len(batch) * width, CLASSES)
-                batch_targets = bucket.targets.index_select(0, batch).flatten(0, 1)  # rows in the logits' order
-                batch_means = bucket.loss_fn(logits, batch_targets).view(len(batch), width).mean(dim=0)
+            for i, shard in enumerate(shards):
+                batch = orders[shard.seed][step_start : step_start + batch_size]
+                pixel_bytes = batch_bytes[shard.seed][: len(batch)]
+                torch.index_select(images, 0, batch, out=pixel_bytes)
+                pixels = to_unit_interval(pixel_bytes, out=batch_pixels[shard.seed][: len(batch)], scale=scale)
+                width = len(shard.members)
+                if width == 1:  # a single run: its own weights, no copy
+                    weight, bias = models[shard.members[0]].weight, models[shard.members[0]].bias
+                else:
+                    weight = torch.cat([models[k].weight for k in shard.members])  # (J * 10, 784)
+                    bias = torch.cat([models[k].bias for k in shard.members])
+                logits = torch.addmm(bias, pixels, weight.t()).view(len(batch), width, CLASSES)
+                batch_means = []
+                for bucket in shard.buckets:
+                    columns = logits[:, bucket.start : bucket.stop].reshape(-1, CLASSES)
+                    batch_targets = bucket.targets.index_select(0, batch).flatten(0, 1)  # rows in the logits' order
+                    each = bucket.loss_fn(columns, batch_targets).view(len(batch), bucket.stop - bucket.start)
+                    batch_means.append(each.mean(dim=0))
+                batch_means = torch.cat(batch_means) if len(batch_means) > 1 else batch_means[0]
                 total = total + batch_means.sum()  # a sum, not a mean: each model keeps its own gradient scale
                 step_losses[i].append(batch_means.detach())
-                per_model = logits.detach().view(len(batch), width, CLASSES)
+                per_model = logits.detach()
                 step_predictions[i].append(per_model.argmax(dim=2))
                 step_largest[i].append(per_model.abs().amax(dim=(0, 2)))
             total.backward()
@@ -189,13 +201,13 @@ def train(
 
         batch_sizes = torch.tensor([len(b) for b in next(iter(orders.values())).split(batch_size)], device=device)
         losses, correct, largest, members = [], [], [], []
-        for i, bucket in enumerate(buckets):
+        for i, shard in enumerate(shards):
             losses.append((torch.stack(step_losses[i]) * batch_sizes.unsqueeze(1)).sum(dim=0) / count)
-            seen_labels = bucket.labels.index_select(0, orders[bucket.seed])
+            seen_labels = shard.labels.index_select(0, orders[shard.seed])
             correct.append((torch.cat(step_predictions[i]) == seen_labels).sum(dim=0))
             # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
             largest.append(torch.stack(step_largest[i]).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=0))
-            members += bucket.members
+            members += shard.members
         test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
         test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
         train_loss, train_correct = torch.cat(losses).tolist(), torch.cat(correct).tolist()
@@ -226,7 +238,7 @@ def train(
                 f"training diverged at epoch {epoch}: train_loss={metrics.train_loss}{cause}"
             )
             active.remove(k)
-            buckets, optimizers = make_buckets(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
+            shards, optimizers = make_shards(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
         if on_group_epoch is not None and trained:
             on_group_epoch(epoch, trained)
         if not active:
