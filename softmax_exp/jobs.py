@@ -26,8 +26,6 @@ from softmax_exp.train import EpochMetrics, lockstep_key, train
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_ROWS = 5  # test images logged with each model, which give it its input signature
-
 
 @dataclass
 class Job:
@@ -94,12 +92,11 @@ def run_group(jobs: list[Job]) -> list[dict]:
         trained = [k for k, result in enumerate(results) if result.error is None]
         test = fashion_mnist.test
         confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in trained}
-        example_rows = data.to_unit_interval(test.images[:EXAMPLE_ROWS], scale=jobs[0].cfg.data.pixel_scale)
         with figure_drawing(len(trained)) as draw:
             histories = [[asdict(m) for m in results[k].history] for k in trained]
             figures = draw(plots.job_figures, histories, [confusions[k] for k in trained], repeat(data.CLASSES))
             for k, job_figures in zip(trained, figures, strict=True):  # each job as soon as its figures are drawn
-                runs[k].log_result(results[k], confusions[k], job_figures, example_rows)
+                runs[k].log_result(results[k], confusions[k], job_figures)
                 runs[k].end()
                 outcomes[k] = finished(results[k].final)
     return [outcomes[k] for k in range(len(jobs))]

@@ -12,7 +12,9 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import mlflow.pyfunc
 import mlflow.pytorch
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -108,6 +110,10 @@ def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
     assert logits.shape == (1000, 10)
     accuracy = (logits.argmax(1) == fashion_mnist.test.labels[:1000]).float().mean().item()
     assert accuracy > 0.65
+    # The generic pyfunc flavor too, which checks its input against the model's signature: 784 float32 pixels.
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{single_run.run.info.run_id}/model")
+    assert pyfunc.metadata.get_input_schema().inputs[0].shape == (-1, 784)
+    assert np.allclose(pyfunc.predict(batch[:5].numpy()), logits[:5].numpy())
 
 
 def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
