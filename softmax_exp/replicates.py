@@ -8,7 +8,6 @@ out of the statistics and counted.
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 TAG = "softmax_exp.group"  # on every job's run: its configuration less the seed, for the UI's "Group by"
 METRICS = ("test_acc", "train_acc", "train_loss")  # final values, summed up per group
@@ -24,6 +23,9 @@ def group_name(choices: list[str]) -> str:
 def t_half_width(sem: pd.Series, n: pd.Series) -> pd.Series:
     """Half the width of the Student's t confidence interval of a mean: t(n - 1) quantile x standard error.
     NaN for n < 2: one value says nothing about its spread."""
+    # Imported here: every run imports this module for TAG, and scipy.stats adds seconds to start-up.
+    from scipy import stats
+
     quantile = stats.t.ppf((1 + CONFIDENCE) / 2, (n - 1).where(n > 1))
     return pd.Series(quantile, index=n.index) * sem
 
