@@ -1,6 +1,6 @@
 """Sweeps on each launcher, against one default single run, measured in one run on this machine.
 
-    python benchmarks/sweeps.py [--reps 3] [--slow-reps 1] [--before REV]
+    python benchmarks/sweeps.py [--reps 3] [--slow-reps 1] [--before REV] [--launchers basic,two_at_a_time,vectorized]
 
 Measures, with the wall time of one default `python -m softmax_exp` (10 epochs, start-up and tracking
 included) as the unit:
@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="timed single runs and vectorized sweeps")
     parser.add_argument("--slow-reps", type=int, default=1, help="timed basic and joblib sweeps (minutes each)")
     parser.add_argument("--before", default=BEFORE, help="the commit whose single run today's is compared with")
+    parser.add_argument(
+        "--launchers", default=",".join(LAUNCHERS), help="comma-separated; vectorized alone skips the slow ones"
+    )
     opts = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
     report = {"options": vars(opts)}
@@ -89,7 +92,7 @@ def main() -> None:
 
         report["sweeps"] = {}
         for jobs, overrides in SWEEPS.items():
-            for launcher in LAUNCHERS:
+            for launcher in opts.launchers.split(","):
                 reps = opts.reps if launcher == "vectorized" else opts.slow_reps
                 times, rss, accuracies = [], [], []
                 for i in range(reps):
