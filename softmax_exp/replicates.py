@@ -56,9 +56,14 @@ def pairing_key(params: dict[str, str], factor: str) -> tuple:
     return tuple(sorted((k, v) for k, v in params.items() if k != factor and not k.startswith(f"{factor}.")))
 
 
+CONTRAST_COLUMNS = ["factor", "difference", "within", "metric", "pairs", "mean", "ci95_low", "ci95_high", "verdict"]
+
+
 def contrasts(jobs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """For each factor the finished jobs try exactly two options of: the paired difference (second option
-    minus first, alphabetically) over the pairs of runs that differ only in that choice, with its 95% CI."""
+    minus first, alphabetically) over the pairs of runs that differ only in that choice, with its 95% CI;
+    over all pairs (within "all"), then within each value of every other key the sweep varies (e.g. each
+    lr), since a difference can change sign from one setting to the next."""
     finished = jobs[jobs["status"] == "FINISHED"]
     rows = []
     for factor in FACTORS:
@@ -66,28 +71,34 @@ def contrasts(jobs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
         if len(options) != 2:
             continue
         keys = finished["params"].map(lambda params, factor=factor: pairing_key(params, factor))
-        pairs = finished.assign(key=keys).pivot_table(index="key", columns=factor, values=metric).dropna()
-        if pairs.empty:
-            continue
-        differences = pairs[options[1]] - pairs[options[0]]
-        n = pd.Series([len(differences)])
-        half = t_half_width(pd.Series([differences.sem()]), n).iloc[0]
-        mean = differences.mean()
-        rows.append(
-            {
-                "factor": factor,
-                "difference": f"{options[1]} - {options[0]}",
-                "metric": metric,
-                "pairs": len(differences),
-                "mean": mean,
-                "ci95_low": mean - half,
-                "ci95_high": mean + half,
-                "verdict": verdict(factor, options, mean, mean - half, mean + half),
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["factor", "difference", "metric", "pairs", "mean", "ci95_low", "ci95_high", "verdict"]
-    )
+        paired = finished.assign(key=keys)
+        rows += paired_difference(paired, factor, options, metric, "all")
+        for key in strata(finished):
+            for value, stratum in paired.groupby(paired["params"].map(lambda params, key=key: params.get(key))):
+                rows += paired_difference(stratum, factor, options, metric, f"{key}={value}")
+    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+
+
+def strata(finished: pd.DataFrame) -> list[str]:
+    """The keys besides the factors and the seed that take more than one value among the finished jobs."""
+    values = pd.DataFrame(list(finished["params"]))
+    varied = [key for key in values.columns if values[key].nunique() > 1]
+    return [key for key in varied if key != "seed" and key.split(".")[0] not in FACTORS]
+
+
+def paired_difference(paired: pd.DataFrame, factor: str, options: list[str], metric: str, within: str) -> list[dict]:
+    pairs = paired.pivot_table(index="key", columns=factor, values=metric).dropna()
+    if pairs.empty or not set(options) <= set(pairs.columns):
+        return []
+    differences = pairs[options[1]] - pairs[options[0]]
+    half = t_half_width(pd.Series([differences.sem()]), pd.Series([len(differences)])).iloc[0]
+    mean = differences.mean()
+    low, high = mean - half, mean + half
+    return [
+        {"factor": factor, "difference": f"{options[1]} - {options[0]}", "within": within, "metric": metric}
+        | {"pairs": len(differences), "mean": mean, "ci95_low": low, "ci95_high": high}
+        | {"verdict": verdict(factor, options, mean, low, high)}
+    ]
 
 
 def verdict(factor: str, options: list[str], mean: float, low: float, high: float) -> str:
@@ -100,9 +111,11 @@ def verdict(factor: str, options: list[str], mean: float, low: float, high: floa
 
 
 def describe(contrast: dict) -> str:
-    """One line, e.g. `labels soft - hard: -0.0041 (95% CI -0.0070 … -0.0012), 15 pairs; labels=hard is better`."""
+    """One line, e.g. `labels soft - hard (lr=0.1): -0.0052 (95% CI -0.0070 … -0.0012), 10 pairs; labels=hard is
+    better`."""
+    within = "" if contrast["within"] == "all" else f" ({contrast['within']})"
     return (
-        f"{contrast['factor']} {contrast['difference']}: {contrast['mean']:+.4f} "
+        f"{contrast['factor']} {contrast['difference']}{within}: {contrast['mean']:+.4f} "
         f"(95% CI {contrast['ci95_low']:+.4f} … {contrast['ci95_high']:+.4f}), {contrast['pairs']} pairs; "
         f"{contrast['verdict']}"
     )

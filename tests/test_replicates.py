@@ -139,3 +139,21 @@ def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the
     assert any(line.strip().startswith("labels soft - hard: ") and "3 pairs" in line for line in lines)
     per_job = run_cli(tmp_path, "--uri", uri, "--jobs", module="softmax_exp.report")
     assert per_job.stdout.splitlines()[1].split()[0] == "run_name" and len(per_job.stdout.splitlines()) == 8
+
+
+def test_a_contrast_is_also_given_within_each_value_of_what_else_the_sweep_varies():
+    rows = []
+    for lr, gain in (("0.01", 0.004), ("0.1", -0.005)):  # soft labels help at one lr and hurt at the other
+        for seed in range(3):
+            for labels, value in (("hard", 0.80 + seed / 100), ("soft", 0.80 + seed / 100 + gain + seed / 10_000)):
+                params = {"loss": "torch", "labels": labels, "optimizer": "torch", "lr": lr, "seed": str(seed)}
+                rows.append(
+                    {"group": f"labels={labels},lr={lr}", "status": "FINISHED", "loss": "torch", "labels": labels}
+                    | {"optimizer": "torch", "lr": float(lr), "seed": seed, "test_acc": value, "params": params}
+                )
+    found = {row["within"]: row for row in replicates.contrasts(pd.DataFrame(rows)).to_dict("records")}
+    assert sorted(found) == ["all", "lr=0.01", "lr=0.1"]
+    assert found["all"]["pairs"] == 6 and found["lr=0.1"]["pairs"] == 3
+    assert found["lr=0.01"]["mean"] == pytest.approx(0.0041) and found["lr=0.01"]["verdict"] == "labels=soft is better"
+    assert found["lr=0.1"]["mean"] == pytest.approx(-0.0049) and found["lr=0.1"]["verdict"] == "labels=hard is better"
+    assert replicates.describe(found["lr=0.1"]).startswith("labels soft - hard (lr=0.1): -0.0049 (95% CI ")
