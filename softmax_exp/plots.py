@@ -56,12 +56,12 @@ def accuracy_vs_lr(groups: pd.DataFrame) -> Figure:
     figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
     axes = figure.subplots()
     lines = groups.assign(line=groups["group"].map(without_lr))
-    for line, points in lines.groupby("line", sort=True):
+    # Scratch and torch losses give the same numbers, so their lines coincide: the scratch lines drawn last,
+    # dashed with crosses, keep both visible.
+    for line, points in sorted(lines.groupby("line"), key=lambda item: ("loss=scratch" in item[0], item[0])):
         points = points.sort_values("lr")
         mean = points["test_acc_mean"]
         below, above = (mean - points["test_acc_ci95_low"]).fillna(0), (points["test_acc_ci95_high"] - mean).fillna(0)
-        # Scratch and torch losses give the same numbers, so their lines coincide: the scratch line dashed
-        # with crosses keeps both visible.
         style = dict(linestyle="--", marker="x", markersize=9) if "loss=scratch" in line else dict(marker="o")
         axes.errorbar(points["lr"], mean, yerr=[below, above], capsize=3, label=line, **style)
     rates = sorted(groups["lr"].unique())
