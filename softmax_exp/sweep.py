@@ -14,7 +14,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import plots, tracking
+from softmax_exp import plots, store, tracking
 from softmax_exp.errors import SoftmaxExpError
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def sweep_overrides(config: DictConfig) -> dict[str, str]:
     params = {str(key): str(value) for key, value in (config.hydra.sweeper.params or {}).items()}
     for override in config.hydra.overrides.task:
         key, _, value = override.partition("=")
-        params[key.lstrip("+~")] = value
+        params[key.lstrip("+~")] = store.redacted(value) if key.endswith("tracking.uri") else value
     return params
 
 

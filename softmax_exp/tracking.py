@@ -29,6 +29,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
+from softmax_exp import store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
@@ -77,7 +78,7 @@ def check_reachable(uri: str) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({reason}): start it with "
+            f"MLflow tracking server {store.redacted(uri)} is unreachable ({reason}): start it with "
             "`mlflow server --host 127.0.0.1 --port 5000`, or drop tracking.uri to use the local store"
         ) from None
 
@@ -85,22 +86,22 @@ def check_reachable(uri: str) -> None:
 @functools.cache  # one look-up per process, not one per job of a sweep
 def experiment_id(uri: str, name: str) -> str:
     """The experiment's id, creating it on first use; a local store keeps its artifacts beside the database."""
+    store.check(uri, name)
     check_reachable(uri)
-    client = MlflowClient(uri)
     artifact_location = None
-    if uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
+    if database := store.sqlite_path(uri):
         artifact_location = (database.parent / "mlartifacts").as_uri()
     try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                return client.create_experiment(name, artifact_location=artifact_location)
-            except MlflowException:  # a parallel job created it first
-                experiment = client.get_experiment_by_name(name)
+        with store.creating(uri):
+            client = MlflowClient(uri)  # opens the store: for a new one, MLflow creates its tables here
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    return client.create_experiment(name, artifact_location=artifact_location)
+                except MlflowException:  # a parallel job created it first
+                    experiment = client.get_experiment_by_name(name)
     except MlflowException as error:
-        raise TrackingError(f"MLflow tracking store {uri} failed: {error.message}") from None
+        raise TrackingError(f"MLflow tracking store {store.redacted(uri)} failed: {error.message}") from None
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(
             f"MLflow experiment {name!r} is deleted: restore it in the UI, or choose tracking.experiment=NEW_NAME"
@@ -136,6 +137,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
     params = dict(flatten(OmegaConf.to_container(cfg, resolve=True)))
     params.update({group: cfg[group].name for group in GROUPS})
+    params["tracking.uri"] = store.redacted(params["tracking.uri"])  # a password belongs in the environment
     return params
 
 

@@ -4,11 +4,9 @@ import csv
 import math
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +21,7 @@ from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.jobs import Job, run_jobs
 from softmax_exp.tracking import SWEEP_TAG, JobInfo
 
-from .conftest import compose_config, run_cli
+from .conftest import compose_config, free_port, run_cli
 
 QUICK = ("epochs=2", "data.limit=5000")
 
@@ -260,36 +258,6 @@ def test_a_dying_sweep_ends_the_runs_its_workers_left_open(store):
     assert parent not in tracking.open_runs
     status = {run_id: client.get_run(run_id).info.status for run_id in (parent, running, finished)}
     assert status == {parent: "KILLED", running: "KILLED", finished: "FINISHED"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on a loopback port, stopped after the tests."""
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
-    ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=1)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_a_run_tracked_on_an_mlflow_server(mlflow_server, tmp_path, fashion_mnist):
