@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from softmax_exp import plots, store, tracking
-from softmax_exp.errors import SoftmaxExpError
+from softmax_exp.config import unknown_key_message, unknown_keys
+from softmax_exp.errors import ConfigError, SoftmaxExpError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         uri = config.tracking.uri
         try:
+            if unknown := unknown_keys(config):  # a `+typo=value` set for every job
+                raise ConfigError(unknown_key_message(unknown[0]))
             experiment = tracking.experiment_id(uri, config.tracking.experiment)
         except SoftmaxExpError as error:
             log.error(f"error: {error}")
