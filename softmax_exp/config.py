@@ -52,6 +52,7 @@ class DataConfig:
 class TrackingConfig:
     uri: str = MISSING
     experiment: str = MISSING
+    telemetry: bool = False  # MLflow's usage reports to its servers
 
 
 @dataclass

@@ -14,7 +14,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import plots, store, tracking
+from softmax_exp import plots, store, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -68,6 +68,7 @@ class MlflowSweepCallback(Callback):
         try:
             if unknown := unknown_keys(config):  # a `+typo=value` set for every job
                 raise ConfigError(unknown_key_message(unknown[0]))
+            telemetry.apply(config.tracking.telemetry)
             experiment = tracking.experiment_id(uri, config.tracking.experiment)
         except SoftmaxExpError as error:
             log.error(f"error: {error}")
