@@ -14,7 +14,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import plots, store, telemetry, tracking
+from softmax_exp import links, plots, store, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -59,6 +59,7 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.experiment_id: str | None = None
 
     # Hydra turns an exception raised in a callback into a warning and carries on, so these log the one
     # clear message themselves and end the process with sys.exit, which Hydra lets through.
@@ -69,7 +70,7 @@ class MlflowSweepCallback(Callback):
             if unknown := unknown_keys(config):  # a `+typo=value` set for every job
                 raise ConfigError(unknown_key_message(unknown[0]))
             telemetry.apply(config.tracking.telemetry)
-            experiment = tracking.experiment_id(uri, config.tracking.experiment)
+            experiment = self.experiment_id = tracking.experiment_id(uri, config.tracking.experiment)
         except SoftmaxExpError as error:
             log.error(f"error: {error}")
             sys.exit(1)  # before any job starts
@@ -97,6 +98,7 @@ class MlflowSweepCallback(Callback):
         if finished:
             best = finished[0]
             log.info(f"best job: {best['run_name']}  test_acc={best['test_acc']:.4f}")
+        log.info(f"sweep's runs: {links.where_to_look(config.tracking.uri, self.experiment_id)}")
         if failed:
             names = "; ".join(row["run_name"] for row in failed)
             log.error(f"error: {len(failed)} of {len(rows)} jobs failed ({names}); each job's log says why")

@@ -29,7 +29,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp import store
+from softmax_exp import links, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
@@ -239,6 +239,9 @@ class JobRun:
         finally:
             self.client.set_terminated(self.run_id, RunStatus.to_string(status))
             open_runs.pop(self.run_id, None)
+        self.job.log.info(
+            f"run {RunStatus.to_string(status)}: {links.where_to_look(self.uri, self.experiment_id, self.run_id)}"
+        )
 
 
 @contextmanager

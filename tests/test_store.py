@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from softmax_exp import store, tracking
+from softmax_exp import links, store, tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import TrackingError
 
@@ -140,6 +140,9 @@ def test_processes_started_together_on_a_new_store_all_succeed(tmp_path):
 def test_a_password_never_shows_in_a_uri_the_suite_prints():
     assert store.redacted("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert store.redacted("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    url = links.where_to_look("https://u:pw@mlflow.example:8443/base", "3", "abc")
+    assert url == "https://mlflow.example:8443/base/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert "pw" not in links.ui_command("postgresql://u:pw@db/x")
 
 
 def test_a_store_in_a_path_under_a_file_is_refused(tmp_path):

@@ -67,6 +67,14 @@ def test_a_run_carries_its_name_params_and_tags(single_run):
         assert "git_commit" not in tags
 
 
+def test_a_run_ends_by_printing_where_to_see_it(single_run):
+    run = single_run.run
+    url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    mlflow_ui = f"{Path(sys.executable).with_name('mlflow')} ui --backend-store-uri {single_run.uri}"
+    ui = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
+    assert f"run FINISHED: {url}?workflowType=machine_learning once the UI runs: {ui}\n" in single_run.stdout
+
+
 def test_a_run_has_a_metric_history_per_epoch(single_run):
     client, run = single_run.client, single_run.run
     for key in ("train_loss", "train_acc", "test_acc", "epoch_seconds", "max_abs_logit"):
@@ -133,6 +141,8 @@ def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
     rows = list(csv.DictReader((folder / "sweep_results.csv").open()))
     assert len(rows) == 4 and rows[0]["run_name"] == best.info.run_name
     assert (folder / "test_acc_vs_lr.png").read_bytes()[:4] == b"\x89PNG"
+    runs_view = f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+    assert f"sweep's runs: {runs_view} once the UI runs: " in result.stdout
 
     report = run_cli(tmp_path, "--uri", uri, module="softmax_exp.report")
     assert report.returncode == 0, report.stderr
@@ -266,6 +276,8 @@ def test_a_run_tracked_on_an_mlflow_server(mlflow_server, tmp_path, fashion_mnis
     client, runs = runs_of(mlflow_server, "remote")
     assert [r.info.status for r in runs] == ["FINISHED"]
     run_id = runs[0].info.run_id
+    run_page = f"{mlflow_server}/#/experiments/{runs[0].info.experiment_id}/runs/{run_id}"
+    assert f"run FINISHED: {run_page}?workflowType=machine_learning\n" in result.stdout
     assert len(client.get_metric_history(run_id, "test_acc")) == 2
     assert {"learning_curves.png", "confusion_matrix.csv"} <= {a.path for a in client.list_artifacts(run_id)}
     mlflow.set_tracking_uri(mlflow_server)
