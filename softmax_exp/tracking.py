@@ -22,7 +22,7 @@ from pathlib import Path
 import hydra
 import mlflow
 import torch
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import DatasetInput, Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
@@ -174,6 +174,10 @@ class JobRun:
         open_runs[self.run_id] = self.uri
         self.pending = []  # asynchronous logging still under way
         self.client.log_batch(self.run_id, params=[Param(key, value) for key, value in flat_params(cfg).items()])
+
+    def log_inputs(self, datasets: list[DatasetInput]) -> None:
+        """The data the job trained and was tested on (the runs table's Dataset column)."""
+        self.client.log_inputs(self.run_id, datasets=datasets)
 
     def log_epoch(self, metrics: EpochMetrics) -> None:
         """Sent with MLflow's asynchronous logging: training does not wait for the store; end() waits."""

@@ -1,6 +1,8 @@
 """Runs and sweeps through the real CLI, tracked in a real MLflow store (SQLite, and an `mlflow server`)."""
 
 import csv
+import hashlib
+import json
 import math
 import shutil
 import signal
@@ -73,6 +75,18 @@ def test_a_run_ends_by_printing_where_to_see_it(single_run):
     mlflow_ui = f"{Path(sys.executable).with_name('mlflow')} ui --backend-store-uri {single_run.uri}"
     ui = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
     assert f"run FINISHED: {url}?workflowType=machine_learning once the UI runs: {ui}\n" in single_run.stdout
+
+
+def test_a_run_logs_the_data_it_read_as_dataset_inputs(single_run, fashion_mnist):
+    inputs = {i.tags[0].value: i.dataset for i in single_run.run.inputs.dataset_inputs}
+    assert [tag.key for i in single_run.run.inputs.dataset_inputs for tag in i.tags] == ["mlflow.data.context"] * 2
+    train, test = inputs["train"], inputs["test"]
+    assert (train.name, test.name) == ("fashion-mnist train (first 5000)", "fashion-mnist test")
+    read = hashlib.sha256(fashion_mnist.test.images.numpy().data)  # the bytes of the files, as read
+    read.update(fashion_mnist.test.labels.numpy().data)
+    assert test.digest == read.hexdigest()[:16]
+    assert len(train.digest) == 16 and train.digest != test.digest
+    assert json.loads(train.source)["uri"] in (str(DEBIAN_ROOT), str(PROJECT_ROOT / "data"))
 
 
 def test_a_run_has_a_metric_history_per_epoch(single_run):
