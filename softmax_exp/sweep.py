@@ -89,6 +89,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(tracking.PARENT_RUN_ENV, None)
         client = MlflowClient(config.tracking.uri)
+        self.end_orphans(client)
         rows = job_table(client, self.parent_run_id)
         finished = [row for row in rows if row["status"] == "FINISHED"]
         failed = [row for row in rows if row["status"] != "FINISHED"]
@@ -103,6 +104,13 @@ class MlflowSweepCallback(Callback):
             names = "; ".join(row["run_name"] for row in failed)
             log.error(f"error: {len(failed)} of {len(rows)} jobs failed ({names}); each job's log says why")
             sys.exit(1)
+
+    def end_orphans(self, client: MlflowClient) -> None:
+        """Every job has ended, so a run still RUNNING lost its process (killed, out of memory): FAILED."""
+        running = f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.status = 'RUNNING'"
+        for run in client.search_runs([self.experiment_id], running, max_results=10_000):
+            client.set_tag(run.info.run_id, "error", "its process died before the job ended (killed, or out of memory)")
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
 
     def log_summary(self, client: MlflowClient, rows: list[dict], finished: list[dict], failed: int) -> None:
         run_id = self.parent_run_id

@@ -246,7 +246,7 @@ def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes_when
     two_at_a_time = ("-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time")
     result = run_cli(tmp_path, *two_at_a_time, "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Joblib.Parallel(n_jobs=2," in result.stdout and "is launching 5 jobs" in result.stdout
+    assert "Parallel launcher: 5 jobs in 2 worker processes of" in result.stdout
     _, runs = runs_of(uri)
     parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
     assert len(parents) == 1 and parents[0].info.run_name == "experiment=lr_sweep"
