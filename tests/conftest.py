@@ -49,7 +49,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one server for every module that needs one
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on a loopback port, stopped after the tests."""
     folder = tmp_path_factory.mktemp("server")
