@@ -4,8 +4,9 @@ The values and defaults live in conf/ (the interface); this file only says what 
 and which values make sense, so a typo or a wrong type fails at composition time.
 """
 
+import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -51,6 +52,7 @@ class DataConfig:
 class TrackingConfig:
     uri: str = MISSING
     experiment: str = MISSING
+    telemetry: bool = False  # MLflow's usage reports to its servers
 
 
 @dataclass
@@ -76,6 +78,8 @@ ConfigStore.instance().store(name="schema", node=Config)
 
 def validate(cfg: DictConfig) -> None:
     """Check the values that types alone cannot, so a bad run stops before any data is read."""
+    if unknown := unknown_keys(cfg):
+        raise ConfigError(unknown_key_message(unknown[0]))
     checks = [
         (cfg.loss.name in LOSSES, f"loss.name={cfg.loss.name}: use loss=naive, loss=scratch or loss=torch"),
         (cfg.optimizer.name in ("scratch", "torch"), f"optimizer.name={cfg.optimizer.name}: use scratch or torch"),
@@ -123,6 +127,34 @@ def teacher_checks(labels: DictConfig) -> list[tuple[bool, str]]:
         ),
         (alpha is not None and 0 <= alpha <= 1, f"labels.alpha={alpha}: must be in [0, 1]"),
     ]
+
+
+def unknown_keys(cfg: DictConfig, schema: type = Config, prefix: str = "") -> list[str]:
+    """Keys the schema does not type: Hydra adds any `+key=value` to the config, a typo included."""
+    known = {f.name: f.type for f in fields(schema)}
+    unknown = []
+    for key in cfg:
+        if not prefix and key == "hydra":  # Hydra's own node, with what its launchers and sweepers add
+            continue
+        if key not in known:
+            unknown.append(f"{prefix}{key}")
+        elif is_dataclass(known[key]) and isinstance(cfg[key], DictConfig):
+            unknown += unknown_keys(cfg[key], known[key], f"{prefix}{key}.")
+    return unknown
+
+
+def schema_keys(schema: type = Config, prefix: str = "") -> list[str]:
+    """Every key the schema types, e.g. `lr`, `data.limit`."""
+    keys = []
+    for f in fields(schema):
+        keys += schema_keys(f.type, f"{prefix}{f.name}.") if is_dataclass(f.type) else [f"{prefix}{f.name}"]
+    return keys
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, schema_keys(), n=1)
+    hint = f"did you mean {close[0]}?" if close else "conf/config.yaml lists every key"
+    return f"{key} is not a key of the config ({hint}): a `+key=value` override may only set keys conf/ defines"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -19,7 +19,7 @@ from itertools import repeat
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from softmax_exp import data, evaluate, plots, tracking
+from softmax_exp import data, evaluate, inputs, plots, tracking
 from softmax_exp.config import resolve_device, validate
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 from softmax_exp.train import EpochMetrics, lockstep_key, train
@@ -76,6 +76,8 @@ def run_group(jobs: list[Job]) -> list[dict]:
     device = resolve_device(jobs[0].cfg.device)
     with tracking.job_runs([(job.cfg, job.info) for job in jobs], str(device)) as runs:
         fashion_mnist = data.load(to_absolute_path(jobs[0].cfg.data.root))
+        for run, job in zip(runs, jobs, strict=True):
+            run.log_inputs(inputs.dataset_inputs(fashion_mnist, job.cfg))
 
         def on_epoch(k: int, metrics: EpochMetrics) -> None:
             jobs[k].info.log.info(metrics.line())

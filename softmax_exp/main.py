@@ -10,7 +10,7 @@ from hydra.types import RunMode
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
-from softmax_exp import tracking
+from softmax_exp import telemetry, tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.jobs import Job, run_jobs
 
@@ -18,6 +18,7 @@ from softmax_exp.jobs import Job, run_jobs
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
 def main(cfg: DictConfig) -> dict:
     """One job, as Hydra's own launchers run them: a list of one for jobs.run_jobs."""
+    telemetry.apply(cfg.tracking.telemetry)
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     job = tracking.JobInfo(

@@ -18,8 +18,9 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import plots, replicates, tracking
-from softmax_exp.errors import SoftmaxExpError
+from softmax_exp import links, plots, replicates, store, telemetry, tracking
+from softmax_exp.config import unknown_key_message, unknown_keys
+from softmax_exp.errors import ConfigError, SoftmaxExpError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def sweep_overrides(config: DictConfig) -> dict[str, str]:
     params = {str(key): str(value) for key, value in (config.hydra.sweeper.params or {}).items()}
     for override in config.hydra.overrides.task:
         key, _, value = override.partition("=")
-        params[key.lstrip("+~")] = value
+        params[key.lstrip("+~")] = store.redacted(value) if key.endswith("tracking.uri") else value
     return params
 
 
@@ -76,6 +77,7 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.experiment_id: str | None = None
 
     # Hydra turns an exception raised in a callback into a warning and carries on, so these log the one
     # clear message themselves and end the process with sys.exit, which Hydra lets through.
@@ -83,7 +85,10 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         uri = config.tracking.uri
         try:
-            experiment = tracking.experiment_id(uri, config.tracking.experiment)
+            if unknown := unknown_keys(config):  # a `+typo=value` set for every job
+                raise ConfigError(unknown_key_message(unknown[0]))
+            telemetry.apply(config.tracking.telemetry)
+            experiment = self.experiment_id = tracking.experiment_id(uri, config.tracking.experiment)
         except SoftmaxExpError as error:
             log.error(f"error: {error}")
             sys.exit(1)  # before any job starts
@@ -102,6 +107,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(tracking.PARENT_RUN_ENV, None)
         client = MlflowClient(config.tracking.uri)
+        self.end_orphans(client)
         rows = job_table(client, self.parent_run_id)
         finished = [row for row in rows if row["status"] == "FINISHED"]
         failed = [row for row in rows if row["status"] != "FINISHED"]
@@ -113,10 +119,18 @@ class MlflowSweepCallback(Callback):
             self.log_groups(client, pd.DataFrame(rows))
         client.set_terminated(self.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
         tracking.open_runs.pop(self.parent_run_id, None)
+        log.info(f"sweep's runs: {links.where_to_look(config.tracking.uri, self.experiment_id)}")
         if failed:
             names = "; ".join(row["run_name"] for row in failed)
             log.error(f"error: {len(failed)} of {len(rows)} jobs failed ({names}); each job's log says why")
             sys.exit(1)
+
+    def end_orphans(self, client: MlflowClient) -> None:
+        """Every job has ended, so a run still RUNNING lost its process (killed, out of memory): FAILED."""
+        running = f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.status = 'RUNNING'"
+        for run in client.search_runs([self.experiment_id], running, max_results=10_000):
+            client.set_tag(run.info.run_id, "error", "its process died before the job ended (killed, or out of memory)")
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
 
     def log_best_job(self, client: MlflowClient, best: dict) -> None:
         run_id = self.parent_run_id

@@ -23,7 +23,7 @@ import hydra
 import mlflow
 import numpy as np
 import torch
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import DatasetInput, Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -32,7 +32,7 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp import replicates
+from softmax_exp import links, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
@@ -82,7 +82,7 @@ def check_reachable(uri: str) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({reason}): start it with "
+            f"MLflow tracking server {store.redacted(uri)} is unreachable ({reason}): start it with "
             "`mlflow server --host 127.0.0.1 --port 5000`, or drop tracking.uri to use the local store"
         ) from None
 
@@ -90,22 +90,22 @@ def check_reachable(uri: str) -> None:
 @functools.cache  # one look-up per process, not one per job of a sweep
 def experiment_id(uri: str, name: str) -> str:
     """The experiment's id, creating it on first use; a local store keeps its artifacts beside the database."""
+    store.check(uri, name)
     check_reachable(uri)
-    client = MlflowClient(uri)
     artifact_location = None
-    if uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
+    if database := store.sqlite_path(uri):
         artifact_location = (database.parent / "mlartifacts").as_uri()
     try:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                return client.create_experiment(name, artifact_location=artifact_location)
-            except MlflowException:  # a parallel job created it first
-                experiment = client.get_experiment_by_name(name)
+        with store.creating(uri):
+            client = MlflowClient(uri)  # opens the store: for a new one, MLflow creates its tables here
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    return client.create_experiment(name, artifact_location=artifact_location)
+                except MlflowException:  # a parallel job created it first
+                    experiment = client.get_experiment_by_name(name)
     except MlflowException as error:
-        raise TrackingError(f"MLflow tracking store {uri} failed: {error.message}") from None
+        raise TrackingError(f"MLflow tracking store {store.redacted(uri)} failed: {error.message}") from None
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(
             f"MLflow experiment {name!r} is deleted: restore it in the UI, or choose tracking.experiment=NEW_NAME"
@@ -151,6 +151,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
     params = dict(flatten(OmegaConf.to_container(cfg, resolve=True)))
     params.update({group: cfg[group].name for group in GROUPS})
+    params["tracking.uri"] = store.redacted(params["tracking.uri"])  # a password belongs in the environment
     return params
 
 
@@ -187,6 +188,10 @@ class JobRun:
         open_runs[self.run_id] = self.uri
         self.pending = []  # asynchronous logging still under way
         self.client.log_batch(self.run_id, params=[Param(key, value) for key, value in flat_params(cfg).items()])
+
+    def log_inputs(self, datasets: list[DatasetInput]) -> None:
+        """The data the job trained and was tested on (the runs table's Dataset column)."""
+        self.client.log_inputs(self.run_id, datasets=datasets)
 
     def log_epoch(self, metrics: EpochMetrics) -> None:
         """Sent with MLflow's asynchronous logging: training does not wait for the store; end() waits."""
@@ -252,6 +257,9 @@ class JobRun:
         finally:
             self.client.set_terminated(self.run_id, RunStatus.to_string(status))
             open_runs.pop(self.run_id, None)
+        self.job.log.info(
+            f"run {RunStatus.to_string(status)}: {links.where_to_look(self.uri, self.experiment_id, self.run_id)}"
+        )
 
 
 @contextmanager

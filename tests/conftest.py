@@ -1,8 +1,11 @@
 """Shared fixtures: the real Fashion-MNIST (Debian's copy), Hydra composition, and the real CLI."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,33 @@ def run_cli(
     command = [sys.executable, "-m", module, *args, *(hydra_dirs if module == "softmax_exp" else [])]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")  # one server for every module that needs one
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on a loopback port, stopped after the tests."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
+    ]  # fmt: skip
+    server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)

@@ -170,6 +170,27 @@ def test_values_that_make_no_sense_are_refused(overrides, message):
         validate(compose_config(*overrides))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+lrr=0.05", r"lrr is not a key of the config \(did you mean lr\?\)"),
+        ("+data.limits=5", r"data.limits is not a key of the config \(did you mean data.limit\?\)"),
+        ("+loss.temperature=2", "loss.temperature is not a key of the config"),
+        ("+zzz=1", r"zzz is not a key of the config \(conf/config.yaml lists every key\)"),
+    ],
+)
+def test_keys_added_with_a_plus_must_be_keys_of_the_schema(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(override))
+
+
+def test_hydras_own_keys_may_still_be_added():
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose("config", overrides=["+hydra.job.env_set.OMP_NUM_THREADS=1"], return_hydra_config=True)
+    assert cfg.hydra.job.env_set.OMP_NUM_THREADS == "1"
+    validate(cfg)  # the hydra node is Hydra's own, with whatever a launcher or sweeper puts there
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_refused():
     with pytest.raises(ConfigError, match="device=cuda, but PyTorch sees no CUDA GPU"):
@@ -181,6 +202,8 @@ def test_cuda_without_a_gpu_is_refused():
     [
         (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
         (["loss=foo"], "Could not find 'loss/foo'"),
+        (["+lrr=0.05"], "error: lrr is not a key of the config (did you mean lr?)"),
+        (["-m", "+lrr=0.05", "lr=0.1,0.2"], "error: lrr is not a key of the config (did you mean lr?)"),
     ],
 )
 def test_cli_reports_a_bad_override_in_one_line_before_any_work(tmp_path: Path, args, message):
@@ -188,7 +211,7 @@ def test_cli_reports_a_bad_override_in_one_line_before_any_work(tmp_path: Path, 
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert message in output
-    assert "Traceback" not in output and "epoch" not in output
+    assert "Traceback" not in output and "epoch" not in output and "Launching" not in output
     assert not (tmp_path / "m.db").exists()  # refused before anything was tracked
 
 

@@ -1,14 +1,14 @@
 """Runs and sweeps through the real CLI, tracked in a real MLflow store (SQLite, and an `mlflow server`)."""
 
 import csv
+import hashlib
+import json
 import math
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +25,7 @@ from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.jobs import Job, run_jobs
 from softmax_exp.tracking import SWEEP_TAG, JobInfo
 
-from .conftest import compose_config, run_cli
+from .conftest import compose_config, free_port, run_cli
 
 QUICK = ("epochs=2", "data.limit=5000")
 
@@ -69,6 +69,26 @@ def test_a_run_carries_its_name_params_and_tags(single_run):
         assert tags["git_commit"] == head.stdout.strip() and tags["git_dirty"] in ("True", "False")
     else:  # not a git checkout, or no commit yet
         assert "git_commit" not in tags
+
+
+def test_a_run_ends_by_printing_where_to_see_it(single_run):
+    run = single_run.run
+    url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    mlflow_ui = f"{Path(sys.executable).with_name('mlflow')} ui --backend-store-uri {single_run.uri}"
+    ui = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
+    assert f"run FINISHED: {url}?workflowType=machine_learning once the UI runs: {ui}\n" in single_run.stdout
+
+
+def test_a_run_logs_the_data_it_read_as_dataset_inputs(single_run, fashion_mnist):
+    inputs = {i.tags[0].value: i.dataset for i in single_run.run.inputs.dataset_inputs}
+    assert [tag.key for i in single_run.run.inputs.dataset_inputs for tag in i.tags] == ["mlflow.data.context"] * 2
+    train, test = inputs["train"], inputs["test"]
+    assert (train.name, test.name) == ("fashion-mnist train (first 5000)", "fashion-mnist test")
+    read = hashlib.sha256(fashion_mnist.test.images.numpy().data)  # the bytes of the files, as read
+    read.update(fashion_mnist.test.labels.numpy().data)
+    assert test.digest == read.hexdigest()[:16]
+    assert len(train.digest) == 16 and train.digest != test.digest
+    assert json.loads(train.source)["uri"] in (str(DEBIAN_ROOT), str(PROJECT_ROOT / "data"))
 
 
 def test_a_run_has_a_metric_history_per_epoch(single_run):
@@ -141,6 +161,8 @@ def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
     rows = list(csv.DictReader((folder / "sweep_results.csv").open()))
     assert len(rows) == 4 and rows[0]["run_name"] == best.info.run_name
     assert (folder / "test_acc_vs_lr.png").read_bytes()[:4] == b"\x89PNG"
+    runs_view = f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+    assert f"sweep's runs: {runs_view} once the UI runs: " in result.stdout
 
     report = run_cli(tmp_path, "--uri", uri, module="softmax_exp.report")
     assert report.returncode == 0, report.stderr
@@ -231,7 +253,7 @@ def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes_when
     two_at_a_time = ("-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time")
     result = run_cli(tmp_path, *two_at_a_time, "seed=0", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Joblib.Parallel(n_jobs=2," in result.stdout and "is launching 5 jobs" in result.stdout
+    assert "Parallel launcher: 5 jobs in 2 worker processes of" in result.stdout
     _, runs = runs_of(uri)
     parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
     assert len(parents) == 1 and parents[0].info.run_name == "experiment=lr_sweep"
@@ -269,42 +291,14 @@ def test_a_dying_sweep_ends_the_runs_its_workers_left_open(store):
     assert status == {parent: "KILLED", running: "KILLED", finished: "FINISHED"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on a loopback port, stopped after the tests."""
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
-    ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=1)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
-
-
 def test_a_run_tracked_on_an_mlflow_server(mlflow_server, tmp_path, fashion_mnist):
     result = run_cli(tmp_path, *QUICK, f"tracking.uri={mlflow_server}", "tracking.experiment=remote")
     assert result.returncode == 0, result.stdout + result.stderr
     client, runs = runs_of(mlflow_server, "remote")
     assert [r.info.status for r in runs] == ["FINISHED"]
     run_id = runs[0].info.run_id
+    run_page = f"{mlflow_server}/#/experiments/{runs[0].info.experiment_id}/runs/{run_id}"
+    assert f"run FINISHED: {run_page}?workflowType=machine_learning\n" in result.stdout
     assert len(client.get_metric_history(run_id, "test_acc")) == 2
     assert {"learning_curves.png", "confusion_matrix.csv"} <= {a.path for a in client.list_artifacts(run_id)}
     mlflow.set_tracking_uri(mlflow_server)
