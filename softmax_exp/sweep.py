@@ -5,7 +5,6 @@ Hydra calls it in the launching process: the parent is created once, before any 
 """
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -14,7 +13,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import plots, tracking
+from softmax_exp import nesting, plots, tracking
 from softmax_exp.errors import SoftmaxExpError
 
 log = logging.getLogger(__name__)
@@ -73,16 +72,14 @@ class MlflowSweepCallback(Callback):
         run = client.create_run(
             experiment,
             run_name=sweep_name(config),
-            tags={tracking.SWEEP_TAG: "true", "sweep_dir": str(config.hydra.sweep.dir), **tracking.git_tags()},
+            tags={tracking.SWEEP_TAG: "true", **nesting.sweep_dir_tag(config.hydra.sweep.dir), **tracking.git_tags()},
         )
         self.parent_run_id = run.info.run_id
         tracking.open_runs[self.parent_run_id] = uri
         client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in sweep_overrides(config).items()])
-        os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
         log.info(f"MLflow sweep run {run.info.run_name!r} ({self.parent_run_id}) in {uri}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        os.environ.pop(tracking.PARENT_RUN_ENV, None)
         client = MlflowClient(config.tracking.uri)
         rows = job_table(client, self.parent_run_id)
         finished = [row for row in rows if row["status"] == "FINISHED"]
