@@ -28,7 +28,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp import nesting
+from softmax_exp import access, nesting
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
@@ -85,6 +85,7 @@ def check_reachable(uri: str) -> None:
 def experiment_id(uri: str, name: str) -> str:
     """The experiment's id, creating it on first use; a local store keeps its artifacts beside the database."""
     check_reachable(uri)
+    access.check_may_write(uri, name)
     client = MlflowClient(uri)
     artifact_location = None
     if uri.startswith("sqlite:///"):
