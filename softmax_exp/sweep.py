@@ -7,7 +7,6 @@ the last one, however the jobs were launched: the per-job table and best job, an
 
 import logging
 import math
-import os
 import sys
 from typing import Any
 
@@ -18,7 +17,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import links, plots, replicates, store, telemetry, tracking
+from softmax_exp import links, nesting, plots, replicates, store, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -96,16 +95,14 @@ class MlflowSweepCallback(Callback):
         run = client.create_run(
             experiment,
             run_name=sweep_name(config),
-            tags={tracking.SWEEP_TAG: "true", "sweep_dir": str(config.hydra.sweep.dir), **tracking.git_tags()},
+            tags={tracking.SWEEP_TAG: "true", **nesting.sweep_dir_tag(config.hydra.sweep.dir), **tracking.git_tags()},
         )
         self.parent_run_id = run.info.run_id
         tracking.open_runs[self.parent_run_id] = uri
         client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in sweep_overrides(config).items()])
-        os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
         log.info(f"MLflow sweep run {run.info.run_name!r} ({self.parent_run_id}) in {uri}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        os.environ.pop(tracking.PARENT_RUN_ENV, None)
         client = MlflowClient(config.tracking.uri)
         self.end_orphans(client)
         rows = job_table(client, self.parent_run_id)

@@ -1,14 +1,13 @@
 """MLflow tracking: one run per job, with its config, per-epoch metrics, plots and model.
 
-In a sweep, sweep.py creates the parent run in the launching process and passes its id to the jobs
-through PARENT_RUN_ENV, so each job's run is nested under it, whichever launcher runs the jobs.
+In a sweep, sweep.py creates the parent run in the launching process, and each job finds it in the store
+(nesting.py), so each job's run is nested under it, whichever launcher runs the jobs and wherever.
 """
 
 import csv
 import functools
 import io
 import logging
-import os
 import subprocess
 import tempfile
 import time
@@ -32,14 +31,13 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp import links, replicates, store
+from softmax_exp import access, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
 from softmax_exp.model import PIXELS
 from softmax_exp.train import EpochMetrics, TrainResult
 
-PARENT_RUN_ENV = "SOFTMAX_EXP_PARENT_RUN_ID"
 SWEEP_TAG = "softmax_exp.sweep"  # marks parent runs, so the report can find the latest sweep
 GROUPS = ("loss", "labels", "optimizer")
 FINAL_KEYS = ("train_loss", "train_acc", "test_acc")
@@ -92,6 +90,7 @@ def experiment_id(uri: str, name: str) -> str:
     """The experiment's id, creating it on first use; a local store keeps its artifacts beside the database."""
     store.check(uri, name)
     check_reachable(uri)
+    access.check_may_write(uri, name)
     artifact_location = None
     if database := store.sqlite_path(uri):
         artifact_location = (database.parent / "mlartifacts").as_uri()
@@ -182,7 +181,7 @@ class JobRun:
         self.client = MlflowClient(self.uri)
         tags = {**context_tags(), "torch_version": torch.__version__, "hydra_version": hydra.__version__}
         tags |= {"device": device, **git_tags(), replicates.TAG: replicates.group_name(choices(job.overrides))}
-        if parent := os.environ.get(PARENT_RUN_ENV):
+        if parent := nesting.parent_run_id(self.client, self.experiment_id, job.sweep_dir):
             tags[MLFLOW_PARENT_RUN_ID] = parent
         self.run_id = self.client.create_run(self.experiment_id, run_name=job.run_name, tags=tags).info.run_id
         open_runs[self.run_id] = self.uri
