@@ -126,8 +126,9 @@ def test_eight_students_sweeping_at_once_lose_no_run(server, tmp_path, monkeypat
     for name in students:
         folder = tmp_path / name
         folder.mkdir()
+        # Eight students' machines on these few cores: one thread each, or torch's spinning threads stall them all.
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MLFLOW_TRACKING_USERNAME": name,
-               "MLFLOW_TRACKING_PASSWORD": server.passwords[name]}  # fmt: skip
+               "MLFLOW_TRACKING_PASSWORD": server.passwords[name], "OMP_NUM_THREADS": "1"}  # fmt: skip
         command = [sys.executable, "-m", "softmax_exp", "-m", "hydra/launcher=vectorized", LOAD_GRID, *QUICK]
         command += [f"tracking.uri={server.uri}", f"tracking.experiment={name}", f"hydra.sweep.dir={folder}/sweep"]
         processes[name] = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
