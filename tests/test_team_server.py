@@ -119,6 +119,7 @@ def test_a_student_cannot_write_into_anothers_experiment_but_can_read_it(server,
     assert server.passwords["student2"] not in str(run.data.params) + str(run.data.tags)
 
 
+@pytest.mark.load  # on 2 cores the server's workers take >10 minutes for 40 runs: not in the default run
 def test_eight_students_sweeping_at_once_lose_no_run(server, tmp_path, monkeypatch):
     """The load test: eight sweeps of five jobs, each a student's own process, all against the server at once."""
     students = STUDENTS
