@@ -1,5 +1,7 @@
-"""Minibatch SGD by hand, next to torch.optim.SGD; both take parameter groups, each with its own lr,
-and expose step() and zero_grad()."""
+"""Minibatch SGD by hand, next to torch.optim.SGD; both take parameter groups, each with its own lr.
+
+The trainer zeroes the gradients itself: they are views of one gradient for all models (train.Stack).
+"""
 
 import torch
 
@@ -15,12 +17,6 @@ class ScratchSGD:
         for group in self.param_groups:
             for param in group["params"]:
                 param -= group["lr"] * param.grad
-
-    def zero_grad(self) -> None:
-        # backward() adds into .grad, so last step's gradient must go before the next backward.
-        for group in self.param_groups:
-            for param in group["params"]:
-                param.grad = None
 
 
 def build_optimizer(name: str, param_groups: list[dict]):

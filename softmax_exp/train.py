@@ -2,11 +2,13 @@
 
 Each model keeps everything that makes it its own job: weights, seed (its initial weights and the order
 it sees the training set in), learning rate, loss, optimizer and targets. What the models share is the
-fixed cost of a step: models with the same seed see the same batch, gathered once, and make one wide
-matrix product; those that also share a loss and a kind of target make one loss call. Each model's
-gradient stays its own, because backward() starts from the *sum* of the models' batch means.
+fixed cost of a step: one batched matrix product gives every model its logits (models with the same seed
+see the same batch), one loss call serves all models that share a loss and a kind of target, and one
+optimizer call all those that share a learning rate. Each model's gradient stays its own, because
+backward() starts from the *sum* of the models' batch means.
 """
 
+import itertools
 import logging
 import math
 import time
@@ -24,7 +26,7 @@ from softmax_exp.data import FashionMNIST, to_unit_interval
 from softmax_exp.errors import DivergedError
 from softmax_exp.labels import build_targets
 from softmax_exp.losses import build_loss, naive_failure
-from softmax_exp.model import CLASSES, build_model
+from softmax_exp.model import CLASSES, PIXELS, build_model
 from softmax_exp.noise import add_label_noise
 from softmax_exp.optimizers import build_optimizer
 from softmax_exp.teacher import Teacher, load_teacher
@@ -73,45 +75,109 @@ class TrainResult:
 
 @dataclass
 class Bucket:
-    """Models of one shard that share one loss call (one loss, one kind of target): columns start:stop."""
+    """Models that share one loss call (one loss, one kind of target), wherever they sit in the stack."""
 
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    start: int
-    stop: int
-    targets: torch.Tensor  # (N, J) class indices or (N, J, 10) probabilities: the J members side by side
+    members: list[int]  # model indices, in the order of the bucket's batch means
+    seed_rows: torch.Tensor  # (M,) each member's row of the stack: its seed
+    slots: torch.Tensor | None  # (M,) each member's slot in that row; None: one row, every slot, in order
+    targets: torch.Tensor  # (N, T) class indices or (N, T, 10) probabilities: the members' distinct targets
+    target_columns: torch.Tensor  # (1, M) the column of `targets` each member trains on
+
+    def logits(self, per_model: torch.Tensor) -> torch.Tensor:
+        """The members' logits side by side, (B, M, 10), from the stack's (S, B, J, 10)."""
+        if self.slots is None:  # already side by side: a view, no copy
+            return per_model[0]
+        return per_model.transpose(0, 1)[:, self.seed_rows, self.slots]
 
 
-@dataclass
-class Shard:
-    """Models that see the same batches (one seed): one matrix product per step for all of them."""
-
-    seed: int
-    members: list[int]  # indices of the models, in the order of their columns, each bucket's together
-    buckets: list[Bucket]
-    labels: torch.Tensor  # (N, J) each member's training labels, for its training accuracy
+def distinct_columns(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    """The distinct tensors side by side (dim 1), and which column each given one is: jobs that train on
+    the same targets (the same labels, smoothing, noise) share one copy of them."""
+    distinct = list({id(t): t for t in tensors}.values())
+    column = {id(t): i for i, t in enumerate(distinct)}
+    return torch.stack(distinct, dim=1), [column[id(t)] for t in tensors]
 
 
-def make_shards(active: list[int], cfgs: list[DictConfig], targets: list[torch.Tensor], labels: list[torch.Tensor]):
-    by_seed = defaultdict(lambda: defaultdict(list))
-    for k in active:
-        by_seed[cfgs[k].seed][(cfgs[k].loss.name, targets[k].dim())].append(k)
-    shards = []
-    for seed, by_loss in by_seed.items():
-        members, buckets = [], []
-        for (loss, _), ks in by_loss.items():
-            stacked = torch.stack([targets[k] for k in ks], dim=1)
-            buckets.append(Bucket(build_loss(loss), len(members), len(members) + len(ks), stacked))
-            members += ks
-        shards.append(Shard(seed, members, buckets, torch.stack([labels[k] for k in members], dim=1)))
-    return shards
+class Stack:
+    """The models of a lock-step group as one batched softmax regression.
 
+    Models with the same seed see the same batches, so they sit side by side in one row of the stack:
+    weight (S, J * 10, 784) and bias (S, 1, J * 10) hold J slots for each of S seeds, and a step is one
+    batched matrix product for every model. Model k's nn.Linear is a view of its slot's rows, so it
+    always shows the weights as trained. A seed with fewer than J models leaves slots empty: no loss
+    reads them, so their gradient stays 0 and they never change.
+    """
 
-def make_optimizers(active: list[int], cfgs: list[DictConfig], models: list[nn.Linear]) -> list:
-    """One optimizer per implementation, with a parameter group (and so a learning rate) per model."""
-    groups = defaultdict(list)
-    for k in active:
-        groups[cfgs[k].optimizer.name].append({"params": [models[k].weight, models[k].bias], "lr": cfgs[k].lr})
-    return [build_optimizer(name, param_groups) for name, param_groups in groups.items()]
+    def __init__(self, active: list[int], cfgs: list[DictConfig], models: list[nn.Linear], targets, labels):
+        rows = defaultdict(list)
+        # Within a seed's row, models that step with the same optimizer and learning rate sit together.
+        for k in sorted(active, key=lambda k: (cfgs[k].optimizer.name, cfgs[k].lr)):
+            rows[cfgs[k].seed].append(k)
+        self.seeds = sorted(rows)
+        self.rows = [rows[seed] for seed in self.seeds]  # model indices, slot by slot
+        self.slot = {k: (s, j) for s, row in enumerate(self.rows) for j, k in enumerate(row)}
+        width = max(len(row) for row in self.rows) * CLASSES
+        device = models[active[0]].weight.device
+        self.weight = torch.zeros(len(self.rows), width, PIXELS, device=device)
+        self.bias = torch.zeros(len(self.rows), 1, width, device=device)
+        for k, (s, j) in self.slot.items():
+            rows = slice(j * CLASSES, (j + 1) * CLASSES)
+            self.weight[s, rows], self.bias[s, 0, rows] = models[k].weight.detach(), models[k].bias.detach()
+            models[k].weight = nn.Parameter(self.weight[s, rows], requires_grad=False)
+            models[k].bias = nn.Parameter(self.bias[s, 0, rows], requires_grad=False)
+        self.weight.requires_grad_()
+        self.bias.requires_grad_()
+        # Gradients kept in place: backward() adds into them, so the optimizers' views of them stay valid.
+        self.weight.grad, self.bias.grad = torch.zeros_like(self.weight), torch.zeros_like(self.bias)
+        self.buckets = self.make_buckets(cfgs, targets)
+        self.optimizers = self.make_optimizers(cfgs)
+        # Each slot's training labels, for its training accuracy; an empty slot reads column 0 and is ignored.
+        self.labels, columns = distinct_columns([labels[k] for k in self.slot])
+        self.label_columns = torch.zeros(len(self.rows), 1, width // CLASSES, dtype=torch.long, device=device)
+        for (s, j), column in zip(self.slot.values(), columns, strict=True):
+            self.label_columns[s, 0, j] = column
+
+    def make_buckets(self, cfgs: list[DictConfig], targets: list[torch.Tensor]) -> list[Bucket]:
+        by_loss = defaultdict(list)
+        for k in self.slot:
+            by_loss[(cfgs[k].loss.name, targets[k].dim())].append(k)
+        buckets = []
+        for (loss, _), members in by_loss.items():
+            table, columns = distinct_columns([targets[k] for k in members])
+            device = table.device
+            seed_rows = torch.tensor([self.slot[k][0] for k in members], device=device)
+            slots = torch.tensor([self.slot[k][1] for k in members], device=device)
+            if members == self.rows[0] and len(self.rows) == 1:
+                slots = None
+            column = torch.tensor(columns, device=device).unsqueeze(0)
+            buckets.append(Bucket(build_loss(loss), members, seed_rows, slots, table, column))
+        return buckets
+
+    def make_optimizers(self, cfgs: list[DictConfig]) -> list:
+        """One optimizer per implementation, with a parameter group for each run of models in a seed's row
+        that share a learning rate: views of their rows of the stack and of those rows' gradients."""
+        groups = defaultdict(list)
+        for s, row in enumerate(self.rows):
+            runs = itertools.groupby(enumerate(row), key=lambda slot: (cfgs[slot[1]].optimizer.name, cfgs[slot[1]].lr))
+            for (name, lr), run in runs:
+                slots = [j for j, _ in run]
+                rows = slice(slots[0] * CLASSES, (slots[-1] + 1) * CLASSES)
+                weight, bias = self.weight.detach()[s, rows], self.bias.detach()[s, 0, rows]
+                weight.grad, bias.grad = self.weight.grad[s, rows], self.bias.grad[s, 0, rows]
+                groups[name].append({"params": [weight, bias], "lr": lr})
+        return [build_optimizer(name, param_groups) for name, param_groups in groups.items()]
+
+    def zero_grad(self) -> None:
+        # backward() adds into .grad, so last step's gradient must go before the next backward.
+        self.weight.grad.zero_()
+        self.bias.grad.zero_()
+
+    def release(self, models: list[nn.Linear]) -> None:
+        """Give each model its own copy of its rows: a saved model must not carry its neighbours' weights."""
+        for k in self.slot:
+            models[k].weight = nn.Parameter(models[k].weight.detach().clone())
+            models[k].bias = nn.Parameter(models[k].bias.detach().clone())
 
 
 def train(
@@ -137,92 +203,89 @@ def train(
 
     results = [TrainResult(build_model(cfg.seed).to(device)) for cfg in cfgs]
     models = [result.model for result in results]
-    # Each job's training labels (its seed picks the noisy ones) and targets, computed once per distinct kind.
+    # Each job's training labels (its seed picks the noisy ones) and targets, each kind computed once.
     noisy = {key: add_label_noise(labels, *key) for key in {(cfg.data.label_noise, cfg.seed) for cfg in cfgs}}
     teachers = {
         cfg.labels.teacher: load_teacher(cfg.labels.teacher, cfg.tracking.uri, data.test, device)
         for cfg in cfgs
         if cfg.labels.name == "teacher"
     }
-    job_labels, targets = [], []
+    job_labels, targets, built = [], [], {}
     for cfg, result in zip(cfgs, results, strict=True):
-        job_labels_k, result.labels_changed = noisy[(cfg.data.label_noise, cfg.seed)]
+        noise = (cfg.data.label_noise, cfg.seed)
+        job_labels_k, result.labels_changed = noisy[noise]
         result.teacher = teachers.get(cfg.labels.get("teacher"))
+        kind = (OmegaConf.to_yaml(cfg.labels), id(job_labels_k))
+        if kind not in built:
+            built[kind] = build_targets(cfg.labels, job_labels_k, images, result.teacher)
         job_labels.append(job_labels_k)
-        targets.append(build_targets(cfg.labels, job_labels_k, images, result.teacher))
-    # One generator per seed, on the CPU, so every device sees the same order; models that share a seed
-    # share their batches, so each batch is gathered once per seed.
+        targets.append(built[kind])
+    # One generator per seed, on the CPU, so every device sees the same order.
     shuffles = {seed: torch.Generator().manual_seed(seed) for seed in sorted({cfg.seed for cfg in cfgs})}
-    # One batch buffer per seed, reused every step: on the CPU a fresh 800 KB tensor per step costs more
-    # than the matmul (the allocator maps new pages and faults them in), about half of each epoch.
-    batch_bytes = {
-        seed: torch.empty(batch_size, images.shape[1], dtype=torch.uint8, device=device) for seed in shuffles
-    }
-    batch_pixels = {seed: torch.empty(batch_size, images.shape[1], device=device) for seed in shuffles}
+    # Batch buffers reused every step: on the CPU a fresh 800 KB tensor per step costs more than the
+    # matmul (the allocator maps new pages and faults them in).
+    batch_bytes = torch.empty(len(shuffles) * batch_size, images.shape[1], dtype=torch.uint8, device=device)
+    batch_pixels = torch.empty(len(shuffles) * batch_size, images.shape[1], device=device)
 
     active = list(range(len(cfgs)))
-    shards, optimizers = make_shards(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
+    stack = Stack(active, cfgs, models, targets, job_labels)
     for epoch in range(1, first.epochs + 1):
         start = time.perf_counter()
-        orders = {shard.seed: torch.randperm(count, generator=shuffles[shard.seed]).to(device) for shard in shards}
+        # Every seed draws its order, trained or not: a seed's orders never depend on the other jobs.
+        drawn = {seed: torch.randperm(count, generator=shuffle) for seed, shuffle in shuffles.items()}
+        orders = torch.stack([drawn[seed] for seed in stack.seeds]).to(device)  # (S, N)
+        seeds = len(stack.seeds)
+        bucket_orders = [orders.index_select(0, bucket.seed_rows).t() for bucket in stack.buckets]  # (N, M) each
         # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
-        step_losses, step_predictions, step_largest = defaultdict(list), defaultdict(list), defaultdict(list)
+        step_losses, step_predictions, step_largest = [], [], []
         for step_start in range(0, count, batch_size):
-            for optimizer in optimizers:
-                optimizer.zero_grad()
-            total = 0
-            for i, shard in enumerate(shards):
-                batch = orders[shard.seed][step_start : step_start + batch_size]
-                pixel_bytes = batch_bytes[shard.seed][: len(batch)]
-                torch.index_select(images, 0, batch, out=pixel_bytes)
-                pixels = to_unit_interval(pixel_bytes, out=batch_pixels[shard.seed][: len(batch)], scale=scale)
-                width = len(shard.members)
-                if width == 1:  # a single run: its own weights, no copy
-                    weight, bias = models[shard.members[0]].weight, models[shard.members[0]].bias
-                else:
-                    weight = torch.cat([models[k].weight for k in shard.members])  # (J * 10, 784)
-                    bias = torch.cat([models[k].bias for k in shard.members])
-                logits = torch.addmm(bias, pixels, weight.t()).view(len(batch), width, CLASSES)
-                batch_means = []
-                for bucket in shard.buckets:
-                    columns = logits[:, bucket.start : bucket.stop].reshape(-1, CLASSES)
-                    batch_targets = bucket.targets.index_select(0, batch).flatten(0, 1)  # rows in the logits' order
-                    each = bucket.loss_fn(columns, batch_targets).view(len(batch), bucket.stop - bucket.start)
-                    batch_means.append(each.mean(dim=0))
-                batch_means = torch.cat(batch_means) if len(batch_means) > 1 else batch_means[0]
-                total = total + batch_means.sum()  # a sum, not a mean: each model keeps its own gradient scale
-                step_losses[i].append(batch_means.detach())
-                per_model = logits.detach()
-                step_predictions[i].append(per_model.argmax(dim=2))
-                step_largest[i].append(per_model.abs().amax(dim=(0, 2)))
-            total.backward()
-            for optimizer in optimizers:
+            stack.zero_grad()
+            batch = orders[:, step_start : step_start + batch_size]  # (S, B): each seed's examples
+            rows = batch.shape[0] * batch.shape[1]
+            torch.index_select(images, 0, batch.flatten(), out=batch_bytes[:rows])
+            pixels = to_unit_interval(batch_bytes[:rows], out=batch_pixels[:rows], scale=scale)
+            if seeds == 1:  # on the CPU torch multiplies plain matrices faster than a batch of one
+                logits = torch.addmm(stack.bias.view(-1), pixels, stack.weight.view(-1, PIXELS).t())
+            else:
+                logits = torch.baddbmm(stack.bias, pixels.view(seeds, -1, PIXELS), stack.weight.transpose(1, 2))
+            per_model = logits.view(seeds, batch.shape[1], -1, CLASSES)  # (S, B, J, 10)
+            batch_means = []
+            for bucket, bucket_order in zip(stack.buckets, bucket_orders, strict=True):
+                examples = bucket_order[step_start : step_start + batch_size]  # (B, M)
+                batch_targets = bucket.targets[examples, bucket.target_columns]  # (B, M) or (B, M, 10)
+                each = bucket.loss_fn(bucket.logits(per_model).flatten(0, 1), batch_targets.flatten(0, 1))
+                batch_means.append(each.view(-1, len(bucket.members)).mean(dim=0))
+            batch_means = torch.cat(batch_means) if len(batch_means) > 1 else batch_means[0]
+            batch_means.sum().backward()  # a sum, not a mean: each model keeps its own gradient scale
+            for optimizer in stack.optimizers:
                 optimizer.step()
+            step_losses.append(batch_means.detach())
+            step_predictions.append(per_model.detach().argmax(dim=3))
+            step_largest.append(torch.linalg.vector_norm(per_model.detach(), ord=math.inf, dim=(1, 3)))  # max |z|
 
-        batch_sizes = torch.tensor([len(b) for b in next(iter(orders.values())).split(batch_size)], device=device)
-        losses, correct, largest, members = [], [], [], []
-        for i, shard in enumerate(shards):
-            losses.append((torch.stack(step_losses[i]) * batch_sizes.unsqueeze(1)).sum(dim=0) / count)
-            seen_labels = shard.labels.index_select(0, orders[shard.seed])
-            correct.append((torch.cat(step_predictions[i]) == seen_labels).sum(dim=0))
-            # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
-            largest.append(torch.stack(step_largest[i]).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=0))
-            members += shard.members
+        batch_sizes = torch.tensor([len(b) for b in orders[0].split(batch_size)], device=device)
+        losses = (torch.stack(step_losses) * batch_sizes.unsqueeze(1)).sum(dim=0) / count  # buckets' order
+        seen_labels = stack.labels[orders.unsqueeze(2), stack.label_columns]  # (S, N, J)
+        correct = (torch.cat(step_predictions, dim=1) == seen_labels).sum(dim=1)  # (S, J)
+        # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
+        largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=0)  # (S, J)
+        members = [k for bucket in stack.buckets for k in bucket.members]
         test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
         test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
-        train_loss, train_correct = torch.cat(losses).tolist(), torch.cat(correct).tolist()
-        test_correct, largest = test_correct.tolist(), torch.cat(largest).tolist()  # one sync for the whole group
+        train_loss, train_correct = losses.tolist(), correct.tolist()
+        test_correct, largest = test_correct.tolist(), largest.tolist()  # one sync for the whole group
         seconds = time.perf_counter() - start
 
-        trained = []
+        trained, diverged = [], []
         for column, k in enumerate(members):
+            s, j = stack.slot[k]
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss[column],
-                train_acc=train_correct[column] / count,
+                train_acc=train_correct[s][j] / count,
                 test_acc=test_correct[column] / len(test_labels),
                 epoch_seconds=seconds,
-                max_abs_logit=largest[column],
+                max_abs_logit=largest[s][j],
             )
             results[k].history.append(metrics)  # the failing epoch too: it shows where the logits went
             results[k].test_predictions = test_predictions[:, column]
@@ -237,10 +300,14 @@ def train(
             results[k].error = DivergedError(
                 f"training diverged at epoch {epoch}: train_loss={metrics.train_loss}{cause}"
             )
-            active.remove(k)
-            shards, optimizers = make_shards(active, cfgs, targets, job_labels), make_optimizers(active, cfgs, models)
+            diverged.append(k)
         if on_group_epoch is not None and trained:
             on_group_epoch(epoch, trained)
-        if not active:
-            break
+        if diverged:
+            active = [k for k in active if k not in diverged]
+            stack.release(models)
+            if not active:
+                return results
+            stack = Stack(active, cfgs, models, targets, job_labels)
+    stack.release(models)
     return results
