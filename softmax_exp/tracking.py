@@ -175,14 +175,14 @@ class JobRun:
     keep the runs of a whole lock-step group open at once.
     """
 
-    def __init__(self, cfg: DictConfig, job: JobInfo, device: str):
+    def __init__(self, cfg: DictConfig, job: JobInfo, device: str, parent_run_id: str | None):
         self.uri, self.job = cfg.tracking.uri, job
         self.experiment_id = experiment_id(self.uri, cfg.tracking.experiment)
         self.client = MlflowClient(self.uri)
         tags = {**context_tags(), "torch_version": torch.__version__, "hydra_version": hydra.__version__}
         tags |= {"device": device, **git_tags(), replicates.TAG: replicates.group_name(choices(job.overrides))}
-        if parent := nesting.parent_run_id(self.client, self.experiment_id, job.sweep_dir):
-            tags[MLFLOW_PARENT_RUN_ID] = parent
+        if parent_run_id is not None:
+            tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         self.run_id = self.client.create_run(self.experiment_id, run_name=job.run_name, tags=tags).info.run_id
         open_runs[self.run_id] = self.uri
         self.pending = []  # asynchronous logging still under way
@@ -263,11 +263,16 @@ class JobRun:
 
 @contextmanager
 def job_runs(jobs: list[tuple[DictConfig, JobInfo]], device: str) -> Iterator[list[JobRun]]:
-    """Open one run per job; if anything escapes, end every run still open with it (FAILED or KILLED)."""
-    runs = []
+    """Open one run per job, nested under its sweep's parent run if it has one; if anything escapes, end every
+    run still open with it (FAILED or KILLED)."""
+    runs, parents = [], {}  # one look-up per sweep, not one per job
     try:
         for cfg, job in jobs:
-            runs.append(JobRun(cfg, job, device))
+            sweep = (cfg.tracking.uri, cfg.tracking.experiment, job.sweep_dir)
+            if sweep not in parents:
+                experiment = experiment_id(cfg.tracking.uri, cfg.tracking.experiment)
+                parents[sweep] = nesting.parent_run_id(MlflowClient(cfg.tracking.uri), experiment, job.sweep_dir)
+            runs.append(JobRun(cfg, job, device, parents[sweep]))
         yield runs
     except BaseException as error:
         for run in runs:
