@@ -31,6 +31,7 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
+import softmax_exp.sqlite_wal  # noqa: F401  puts every SQLite store this process opens in WAL mode
 from softmax_exp import access, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES

@@ -6,9 +6,11 @@ import json
 import math
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,9 +43,17 @@ def single_run(tmp_path_factory):
     uri = f"sqlite:///{folder}/mlflow.db"
     result = run_cli(folder, *QUICK, f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr
+    shutil.copy(folder / "mlflow.db", folder / "copied.db")  # the file alone, as the process left it
     client, runs = runs_of(uri)
     assert len(runs) == 1
-    return SimpleNamespace(uri=uri, client=client, run=runs[0], stdout=result.stdout)
+    return SimpleNamespace(folder=folder, uri=uri, client=client, run=runs[0], stdout=result.stdout)
+
+
+def test_the_local_store_commits_through_a_write_ahead_log_and_the_database_file_alone_holds_every_run(single_run):
+    with closing(sqlite3.connect(single_run.folder / "mlflow.db")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    _, (copied,) = runs_of(f"sqlite:///{single_run.folder}/copied.db")  # checkpointed as the process ended
+    assert copied.info.status == "FINISHED" and copied.data.metrics == single_run.run.data.metrics
 
 
 def test_each_epoch_prints_one_line_of_named_metrics(single_run):
