@@ -1,6 +1,7 @@
 """Shared fixtures: the real Fashion-MNIST (Debian's copy), Hydra composition, and the real CLI."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,10 @@ from hydra import compose, initialize
 
 from softmax_exp import data
 from softmax_exp.config import PROJECT_ROOT
+
+# A process started in the background by a non-interactive shell ignores SIGINT, and so would every CLI the
+# tests start (exec keeps an ignored signal ignored): the Ctrl-C tests need the CLI to hear it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
