@@ -1,10 +1,15 @@
-"""Faults a sweep must survive, with real processes and a real store: a worker killed, the launcher stopped."""
+"""Faults a sweep must survive, with real processes and a real store: a worker killed, the launcher stopped,
+a full disk."""
 
+import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
+import pytest
 from mlflow.tracking import MlflowClient
 
 from softmax_exp.tracking import SWEEP_TAG
@@ -61,3 +66,87 @@ def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_
     statuses = [run.info.status for run in runs_of(uri)]
     assert len(statuses) >= 2 and set(statuses) == {"KILLED"}, statuses
     assert psutil.wait_procs(workers, timeout=10)[1] == []  # no worker left behind
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A real 2 MB filesystem (tmpfs), mounted for the test: as full as the test makes it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here (needs root): {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def fill(disk: Path, leave_kb: int = 0) -> None:
+    """Write to the disk until it refuses (ENOSPC), then give `leave_kb` back: a disk really full."""
+    filler = disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError, match="No space left on device"):
+        while True:
+            os.write(descriptor, bytes(1 << 16))
+    os.close(descriptor)
+    os.truncate(filler, max(0, filler.stat().st_size - leave_kb * 1024))
+
+
+def finished_run(uri: str) -> str:
+    """A run already finished in the store, with a metric: it must come through a full disk intact."""
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("softmax_exp"))
+    client.log_metric(run.info.run_id, "final_test_acc", 0.8125)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def assert_intact(uri: str, finished: str) -> list:
+    """The finished run as it was, and no run left RUNNING; returns the store's runs."""
+    runs = runs_of(uri)
+    before = [run for run in runs if run.info.run_id == finished]
+    assert [(run.info.status, run.data.metrics) for run in before] == [("FINISHED", {"final_test_acc": 0.8125})]
+    assert "RUNNING" not in {run.info.status for run in runs}
+    return runs
+
+
+def test_a_full_disk_under_the_store_or_the_outputs_is_said_in_one_line_before_any_work(tmp_path, small_disk):
+    """On main: a traceback from SQLite ("database or disk is full") or from Hydra writing .hydra/ (ENOSPC)."""
+    store_on_disk, store_elsewhere = f"sqlite:///{small_disk}/mlflow.db", f"sqlite:///{tmp_path}/mlflow.db"
+    finished = {uri: finished_run(uri) for uri in (store_on_disk, store_elsewhere)}
+    fill(small_disk)
+    (tmp_path / "job").mkdir()
+    cases = {  # where the job starts (its outputs go under it), its store, and what the line must name
+        "store": (tmp_path / "job", store_on_disk, f"the tracking store {small_disk}"),
+        "outputs": (small_disk, store_elsewhere, f"the outputs {small_disk}/run"),
+    }
+    started = {  # both at once: each spends its time importing
+        case: start_cli(folder, "epochs=1", "data.limit=1000", f"tracking.uri={uri}")
+        for case, (folder, uri, _) in cases.items()
+    }
+    for case, process in started.items():
+        _, uri, what = cases[case]
+        output = process.communicate(timeout=120)[0]
+        assert process.returncode == 1, output
+        assert f"error: the disk holding {what} is full (0.0 MB free): free space there" in output
+        assert "Traceback" not in output and "epoch" not in output, output
+        assert_intact(uri, finished[uri])
+
+
+def test_a_store_whose_disk_fills_during_a_run_fails_the_run_in_one_line(tmp_path, small_disk):
+    """The disk fills while the job trains (16 kB left: room for SQLite to close the run, none for its model).
+    On main: a wall of tracebacks, and the run left RUNNING."""
+    uri = f"sqlite:///{small_disk}/mlflow.db"
+    finished = finished_run(uri)
+    process = start_cli(tmp_path, "epochs=4", "data.limit=1000", f"tracking.uri={uri}")
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("epoch   1"):  # the job's run is open, and three epochs are still to come
+            fill(small_disk, leave_kb=16)
+            break
+    output = "".join(lines) + process.communicate(timeout=120)[0]
+    assert process.returncode == 1, output
+    assert f"error: the disk holding the tracking store {small_disk} is full" in output
+    assert "Traceback" not in output, output
+    runs = assert_intact(uri, finished)
+    assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]
