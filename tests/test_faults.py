@@ -68,6 +68,28 @@ def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_
     assert psutil.wait_procs(workers, timeout=10)[1] == []  # no worker left behind
 
 
+def test_sigterm_or_ctrl_c_of_a_sweep_on_the_basic_launcher_ends_every_open_run_killed(tmp_path):
+    """Hydra's basic launcher runs the jobs in the launching process: the open job's run and the sweep's."""
+    started = {}
+    for stop in (signal.SIGTERM, signal.SIGINT):  # both at once: each spends its first seconds importing
+        folder = tmp_path / stop.name
+        folder.mkdir()
+        uri = f"sqlite:///{folder}/mlflow.db"
+        started[stop] = (
+            uri,
+            start_cli(folder, "-m", "lr=0.1,0.2", "epochs=500", "data.limit=1000", f"tracking.uri={uri}"),
+        )
+    for stop, (uri, process) in started.items():
+        for line in process.stdout:
+            if line.startswith("epoch   1"):  # the first job's run is open and training
+                break
+        process.send_signal(stop)
+        output = process.communicate(timeout=60)[0]
+        assert process.returncode == 130, output
+        statuses = sorted((bool(run.data.tags.get(SWEEP_TAG)), run.info.status) for run in runs_of(uri))
+        assert statuses == [(False, "KILLED"), (True, "KILLED")], f"{stop.name}: {statuses}"
+
+
 @pytest.fixture
 def small_disk(tmp_path) -> Iterator[Path]:
     """A real 2 MB filesystem (tmpfs), mounted for the test: as full as the test makes it."""
