@@ -66,8 +66,40 @@ def said(
     """A failed write as one line naming the full disk; None when the failure was not for want of room."""
     if not is_full(error):
         return None
-    full = full_disks(uri, outputs, setting)
-    return DiskFullError("; ".join(full) or f"a disk is full ({error}): free space on it")
+    full = full_disks(uri, outputs, setting) or [  # a server's disk, or room made again since
+        f"a disk is full ({str(error).splitlines()[0]}): free space on the disk of the tracking store "
+        f"({store.redacted(uri)}) or of the outputs"
+    ]
+    return DiskFullError("; ".join(full))
+
+
+class LogFile(logging.FileHandler):
+    """A job's log file (conf/hydra/job_logging): when its disk fills, one line says so, instead of Python's
+    traceback for every record it could not write, and the file keeps what it has."""
+
+    full = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.full:
+            super().emit(record)
+
+    def close(self) -> None:
+        try:
+            super().close()  # the file is closed even when what is left in its buffer cannot be written
+        except OSError as error:
+            if not (self.full and is_full(error)):
+                raise
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not is_full(sys.exc_info()[1]):
+            super().handleError(record)
+            return
+        self.full = True
+        free = free_mb(Path(self.baseFilename).parent)
+        sys.stderr.write(
+            f"error: the disk holding the log {self.baseFilename} is full ({free:.1f} MB free): the log stops "
+            "here, the terminal shows the rest; free space there, or write the outputs to another disk\n"
+        )
 
 
 class RoomCallback(Callback):
