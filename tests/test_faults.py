@@ -1,8 +1,11 @@
 """Faults a sweep must survive, with real processes and a real store: a worker killed, the launcher stopped,
 a full disk."""
 
+import contextlib
+import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
+from softmax_exp import disk
 from softmax_exp.tracking import SWEEP_TAG
 
 from .test_store import start_cli
@@ -22,19 +26,42 @@ def runs_of(uri: str) -> list:
     return client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id], max_results=100)
 
 
-def test_a_killed_worker_fails_its_job_alone_and_the_sweep_goes_on(tmp_path):
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """A store with MLflow's tables made and nothing in them. Each test starts from a copy: making the
+    tables costs each new store about 2 s of CPU, and none of these tests is about a new store."""
+    database = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{database}").search_experiments()
+    return database
+
+
+def copy_of(empty_store: Path, folder: Path) -> str:
+    shutil.copy(empty_store, folder / "mlflow.db")
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+def worker_running(process: subprocess.Popen, job_log: Path) -> psutil.Process | None:
+    """The launcher's worker process running a job: the one that holds the job's log file open."""
+    for child in psutil.Process(process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any(Path(file.path) == job_log for file in child.open_files()):
+                return child
+    return None
+
+
+def test_a_killed_worker_fails_its_job_alone_and_the_sweep_goes_on(tmp_path, empty_store):
     """kill -9 of a worker: on main, joblib's pool broke, the sweep aborted, and two jobs ended FAILED, the rest
     never ran. Here job #0 (30 epochs) is killed at epoch 5; the two one-epoch jobs finish."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = copy_of(empty_store, tmp_path)
     sweep = ("-m", "hydra/launcher=two_at_a_time", "epochs=30,1,1", "data.limit=1000", f"tracking.uri={uri}")
     process = start_cli(tmp_path, *sweep)
     lines, worker = [], None
     for line in process.stdout:
         lines.append(line)
-        if found := re.search(r"#0 : epochs=30 .*\(worker (\d+)\)", line):
-            worker = int(found.group(1))
-        if line.startswith("epoch   5") and worker is not None:  # only job #0 gets that far
-            subprocess.run(["kill", "-9", str(worker)], check=True)
+        if line.startswith("epoch   5"):  # only job #0 gets that far
+            worker = worker_running(process, tmp_path / "sweep" / "0" / "softmax_exp.log")
+            assert worker is not None, "".join(lines)
+            worker.kill()
             break
     output = "".join(lines) + process.communicate(timeout=180)[0]
     assert worker is not None, output
@@ -51,9 +78,9 @@ def test_a_killed_worker_fails_its_job_alone_and_the_sweep_goes_on(tmp_path):
     assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_failed"] == 1
 
 
-def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_run_killed(tmp_path):
+def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_run_killed(tmp_path, empty_store):
     """(The vectorized launcher's Ctrl-C and SIGTERM: tests/test_vectorized.py; Ctrl-C here: test_tracking.py.)"""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = copy_of(empty_store, tmp_path)
     sweep = ("-m", "hydra/launcher=two_at_a_time", "lr=0.1,0.2", "epochs=500", "data.limit=1000")
     process = start_cli(tmp_path, *sweep, f"tracking.uri={uri}")
     for line in process.stdout:
@@ -68,13 +95,13 @@ def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_
     assert psutil.wait_procs(workers, timeout=10)[1] == []  # no worker left behind
 
 
-def test_sigterm_or_ctrl_c_of_a_sweep_on_the_basic_launcher_ends_every_open_run_killed(tmp_path):
+def test_sigterm_or_ctrl_c_of_a_sweep_on_the_basic_launcher_ends_every_open_run_killed(tmp_path, empty_store):
     """Hydra's basic launcher runs the jobs in the launching process: the open job's run and the sweep's."""
     started = {}
     for stop in (signal.SIGTERM, signal.SIGINT):  # both at once: each spends its first seconds importing
         folder = tmp_path / stop.name
         folder.mkdir()
-        uri = f"sqlite:///{folder}/mlflow.db"
+        uri = copy_of(empty_store, folder)
         started[stop] = (
             uri,
             start_cli(folder, "-m", "lr=0.1,0.2", "epochs=500", "data.limit=1000", f"tracking.uri={uri}"),
@@ -116,7 +143,8 @@ def fill(disk: Path, leave_kb: int = 0) -> None:
 def finished_run(uri: str) -> str:
     """A run already finished in the store, with a metric: it must come through a full disk intact."""
     client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("softmax_exp"))
+    artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"  # where the suite puts them
+    run = client.create_run(client.create_experiment("softmax_exp", artifact_location=artifacts.as_uri()))
     client.log_metric(run.info.run_id, "final_test_acc", 0.8125)
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
@@ -131,35 +159,28 @@ def assert_intact(uri: str, finished: str) -> list:
     return runs
 
 
-def test_a_full_disk_under_the_store_or_the_outputs_is_said_in_one_line_before_any_work(tmp_path, small_disk):
-    """On main: a traceback from SQLite ("database or disk is full") or from Hydra writing .hydra/ (ENOSPC)."""
-    store_on_disk, store_elsewhere = f"sqlite:///{small_disk}/mlflow.db", f"sqlite:///{tmp_path}/mlflow.db"
-    finished = {uri: finished_run(uri) for uri in (store_on_disk, store_elsewhere)}
-    fill(small_disk)
-    (tmp_path / "job").mkdir()
-    cases = {  # where the job starts (its outputs go under it), its store, and what the line must name
-        "store": (tmp_path / "job", store_on_disk, f"the tracking store {small_disk}"),
-        "outputs": (small_disk, store_elsewhere, f"the outputs {small_disk}/run"),
-    }
-    started = {  # both at once: each spends its time importing
-        case: start_cli(folder, "epochs=1", "data.limit=1000", f"tracking.uri={uri}")
-        for case, (folder, uri, _) in cases.items()
-    }
-    for case, process in started.items():
-        _, uri, what = cases[case]
-        output = process.communicate(timeout=120)[0]
-        assert process.returncode == 1, output
-        assert f"error: the disk holding {what} is full (0.0 MB free): free space there" in output
-        assert "Traceback" not in output and "epoch" not in output, output
-        assert_intact(uri, finished[uri])
-
-
-def test_a_store_whose_disk_fills_during_a_run_fails_the_run_in_one_line(tmp_path, small_disk):
-    """The disk fills while the job trains (16 kB left: room for SQLite to close the run, none for its model).
-    On main: a wall of tracebacks, and the run left RUNNING."""
-    uri = f"sqlite:///{small_disk}/mlflow.db"
+def test_a_full_disk_under_the_store_and_the_outputs_is_said_in_one_line_before_any_work(small_disk, empty_store):
+    """Both on one disk, as by default. On main: a traceback from Hydra writing .hydra/ (ENOSPC), or with the
+    outputs elsewhere, from SQLite ("database or disk is full")."""
+    uri = copy_of(empty_store, small_disk)
     finished = finished_run(uri)
-    process = start_cli(tmp_path, "epochs=4", "data.limit=1000", f"tracking.uri={uri}")
+    fill(small_disk)
+    process = start_cli(small_disk, "epochs=1", "data.limit=1000", f"tracking.uri={uri}")  # outputs: small_disk/run
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 1, output
+    store = f"error: the disk holding the tracking store {small_disk} is full (0.0 MB free): free space there, or"
+    outputs = f"; the disk holding the outputs {small_disk}/run is full (0.0 MB free): free space there, or"
+    assert store in output and outputs in output, output
+    assert "Traceback" not in output and "epoch" not in output, output
+    assert_intact(uri, finished)
+
+
+def test_a_disk_that_fills_during_a_run_fails_the_run_in_one_line(small_disk, empty_store):
+    """The store's and the outputs' disk fills while the job trains, with 16 kB left: room for SQLite to close
+    the run, none for the model. On main: a wall of tracebacks, and the run left RUNNING."""
+    uri = copy_of(empty_store, small_disk)
+    finished = finished_run(uri)
+    process = start_cli(small_disk, "epochs=4", "data.limit=1000", f"tracking.uri={uri}")
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -168,7 +189,25 @@ def test_a_store_whose_disk_fills_during_a_run_fails_the_run_in_one_line(tmp_pat
             break
     output = "".join(lines) + process.communicate(timeout=120)[0]
     assert process.returncode == 1, output
-    assert f"error: the disk holding the tracking store {small_disk} is full" in output
+    assert f"error: the disk holding the tracking store {small_disk} is full" in output, output
     assert "Traceback" not in output, output
     runs = assert_intact(uri, finished)
     assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]
+
+
+def test_a_job_log_whose_disk_fills_says_so_once(small_disk, capsys):
+    """On main, Python's logging printed a traceback for each line it could not write."""
+    log = logging.getLogger("test_faults.job")
+    log.addHandler(disk.LogFile(small_disk / "job.log"))
+    log.warning("written")
+    fill(small_disk)
+    for _ in range(3):
+        log.warning("x" * 5000)  # more than the page the file has begun
+    log.handlers[0].close()
+    log.removeHandler(log.handlers[0])
+    errors = capsys.readouterr().err
+    assert errors == (
+        f"error: the disk holding the log {small_disk}/job.log is full (0.0 MB free): the log stops here, the "
+        "terminal shows the rest; free space there, or write the outputs to another disk\n"
+    )
+    assert (small_disk / "job.log").read_text().startswith("written\n")
