@@ -13,9 +13,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hydra.utils import get_class
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from softmax_exp import disk
+from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.tracking import SWEEP_TAG
 
 from .test_store import start_cli
@@ -197,8 +199,9 @@ def test_a_disk_that_fills_during_a_run_fails_the_run_in_one_line(small_disk, em
 
 def test_a_job_log_whose_disk_fills_says_so_once(small_disk, capsys):
     """On main, Python's logging printed a traceback for each line it could not write."""
+    handler = OmegaConf.load(PROJECT_ROOT / "conf" / "hydra" / "job_logging" / "console_and_file.yaml").handlers.file
     log = logging.getLogger("test_faults.job")
-    log.addHandler(disk.LogFile(small_disk / "job.log"))
+    log.addHandler(get_class(handler["class"])(small_disk / "job.log"))  # the job log's handler, as Hydra makes it
     log.warning("written")
     fill(small_disk)
     for _ in range(3):
