@@ -23,5 +23,9 @@ class TrackingError(SoftmaxExpError):
     pass
 
 
+class DiskFullError(SoftmaxExpError):
+    """No room left on the disk of the tracking store or of a run's outputs."""
+
+
 class TeacherError(ConfigError):
     """labels.teacher names no model that can teach: unloadable, or not 784 pixels in, 10 logits out."""

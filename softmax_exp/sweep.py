@@ -8,6 +8,7 @@ the last one, however the jobs were launched: the per-job table and best job, an
 import logging
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import links, nesting, plots, replicates, store, telemetry, tracking
+from softmax_exp import disk, links, nesting, plots, replicates, store, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -103,6 +104,17 @@ class MlflowSweepCallback(Callback):
         log.info(f"MLflow sweep run {run.info.run_name!r} ({self.parent_run_id}) in {uri}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self.sum_up(config)
+        except Exception as error:  # a full disk said in one line; the parent ends FAILED as the process exits
+            full = disk.said(error, config.tracking.uri, Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+            if full is None:
+                raise
+            log.error(f"error: {full}")
+            sys.exit(1)
+
+    def sum_up(self, config: DictConfig) -> None:
+        """The jobs' table, the best job and configuration, the plots; then the parent run ends FINISHED."""
         client = MlflowClient(config.tracking.uri)
         self.end_orphans(client)
         rows = job_table(client, self.parent_run_id)

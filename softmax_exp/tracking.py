@@ -32,7 +32,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
 import softmax_exp.sqlite_wal  # noqa: F401  puts every SQLite store this process opens in WAL mode
-from softmax_exp import access, links, nesting, replicates, store
+from softmax_exp import access, disk, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
@@ -44,8 +44,14 @@ GROUPS = ("loss", "labels", "optimizer")
 FINAL_KEYS = ("train_loss", "train_acc", "test_acc")
 NOT_CHOICES = ("experiment=", "tracking.", "data.root=")  # the sweep's name, and where data and runs live
 
+log = logging.getLogger(__name__)
+
 # Our own model in our own store: MLflow's warning that pickles can run code would only be noise here.
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+# MLflow logs each failed write to the store with its traceback, then raises it (or hands it to wait()). The
+# raised error is what the suite says, in one line when the disk is full (disk.py): the log would bury it.
+for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue"):
+    logging.getLogger(name).setLevel(logging.CRITICAL)
 
 # Runs this process opened and must close if it dies: run id -> tracking uri.
 open_runs: dict[str, str] = {}
@@ -105,6 +111,8 @@ def experiment_id(uri: str, name: str) -> str:
                 except MlflowException:  # a parallel job created it first
                     experiment = client.get_experiment_by_name(name)
     except MlflowException as error:
+        if full := disk.said(error, uri):
+            raise full from None
         raise TrackingError(f"MLflow tracking store {store.redacted(uri)} failed: {error.message}") from None
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(
@@ -254,9 +262,24 @@ class JobRun:
             if error is not None:
                 self.client.set_tag(self.run_id, "error", reason)
             self.log_job_files()
-        finally:
+        except Exception as failure:
+            if error is None:
+                raise  # its last writes failed: still open, job_runs ends it FAILED with this as the reason
+            if not disk.is_full(failure):  # on a full disk, what could not be written is lost; the run still ends
+                self.close(status)
+                raise
+        self.close(status)
+
+    def close(self, status: int) -> None:
+        """Set the run's status, unless its disk is too full even for that (SQLite needs room for its journal):
+        then it stays in open_runs, and end_open_runs tries again as the process exits."""
+        try:
             self.client.set_terminated(self.run_id, RunStatus.to_string(status))
-            open_runs.pop(self.run_id, None)
+        except MlflowException as error:
+            if disk.is_full(error):
+                return
+            raise
+        open_runs.pop(self.run_id, None)
         self.job.log.info(
             f"run {RunStatus.to_string(status)}: {links.where_to_look(self.uri, self.experiment_id, self.run_id)}"
         )
@@ -265,8 +288,12 @@ class JobRun:
 @contextmanager
 def job_runs(jobs: list[tuple[DictConfig, JobInfo]], device: str) -> Iterator[list[JobRun]]:
     """Open one run per job, nested under its sweep's parent run if it has one; if anything escapes, end every
-    run still open with it (FAILED or KILLED)."""
+    run still open with it (FAILED or KILLED).
+
+    A write refused for want of room escapes as one line that names the full disk (disk.py)."""
     runs, parents = [], {}  # one look-up per sweep, not one per job
+    uri, first = jobs[0][0].tracking.uri, jobs[0][1]  # a group's jobs share a store and an outputs folder
+    outputs = (first.output_dir, "hydra.run.dir" if first.sweep_dir is None else "hydra.sweep.dir")
     try:
         for cfg, job in jobs:
             sweep = (cfg.tracking.uri, cfg.tracking.experiment, job.sweep_dir)
@@ -276,8 +303,11 @@ def job_runs(jobs: list[tuple[DictConfig, JobInfo]], device: str) -> Iterator[li
             runs.append(JobRun(cfg, job, device, parents[sweep]))
         yield runs
     except BaseException as error:
+        full = disk.said(error, uri, *outputs)
         for run in runs:
-            run.end(error)
+            run.end(full or error)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -286,9 +316,14 @@ def end_open_runs(status: str) -> None:
     runs of its jobs that a parallel launcher's workers were stopped before closing."""
     for run_id, uri in list(open_runs.items()):
         client = MlflowClient(uri)
-        experiment = client.get_run(run_id).info.experiment_id
-        unfinished = f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
-        for child in client.search_runs([experiment], unfinished, max_results=10_000):
-            client.set_terminated(child.info.run_id, status)
-        client.set_terminated(run_id, status)
+        try:
+            experiment = client.get_run(run_id).info.experiment_id
+            unfinished = f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"
+            for child in client.search_runs([experiment], unfinished, max_results=10_000):
+                client.set_terminated(child.info.run_id, status)
+            client.set_terminated(run_id, status)
+        except MlflowException as error:
+            if not disk.is_full(error):
+                raise
+            log.error(f"error: run {run_id} stays RUNNING: the disk of its store is too full even to close it")
         open_runs.pop(run_id)

@@ -32,12 +32,12 @@ def browser():
 
 
 def test_the_sweep_address_opens_the_runs_view_with_the_sweep(mlflow_server, browser, tmp_path):
-    sweep = ("-m", "lr=0.1,0.2", "epochs=1", "data.limit=1000")
+    sweep = ("-m", "lr=0.1", "epochs=1", "data.limit=1000")  # a sweep of one job: its parent and its child
     result = run_cli(tmp_path, *sweep, f"tracking.uri={mlflow_server}", "tracking.experiment=browser")
     assert result.returncode == 0, result.stdout + result.stderr
     url = re.search(r"sweep's runs: (\S+)", result.stdout).group(1)
     assert url.startswith(f"{mlflow_server}/#/experiments/") and url.endswith("/runs?workflowType=machine_learning")
-    sweep_name = "lr=0.1,0.2 epochs=1 data.limit=1000"
+    sweep_name = "lr=0.1 epochs=1 data.limit=1000"
 
     page = browser.new_page()
     page.goto(url)

@@ -97,8 +97,9 @@ def test_each_bad_tracking_setting_is_refused_before_the_store_is_touched(tmp_pa
     assert not [path for path in absent if (tmp_path / path).exists()], f"{case} left a file behind"
 
 
-CLI_CASES = [("not a uri", ()), ("corrupted store", ()), ("relative sqlite", ("-m", "lr=0.1,0.2"))]
-CLI_CASES += [("empty experiment", ("-m", "lr=0.1,0.2"))]
+# The CLI's two paths to the check above: a single run's job, and a sweep before any job starts. Each
+# process costs its imports, so one setting each: one that reads a file, one that must leave none behind.
+CLI_CASES = [("corrupted store", ()), ("relative sqlite", ("-m", "lr=0.1,0.2"))]
 
 
 def test_the_cli_says_it_in_one_line_for_a_single_run_and_before_a_sweep_starts(tmp_path):
@@ -121,10 +122,11 @@ def test_the_cli_says_it_in_one_line_for_a_single_run_and_before_a_sweep_starts(
 
 def test_processes_started_together_on_a_new_store_all_succeed(tmp_path):
     """MLflow creates a new SQLite store's tables without a lock: on main, four processes started at once
-    all died ("table ... already exists"); three here, to keep the suite short."""
+    all died ("table ... already exists"). Two are enough to show it: without the lock, at least one of two
+    failed in each of 3 tries (and 3 processes in the suite's test on 82761f3)."""
     uri = f"sqlite:///{tmp_path}/new/mlflow.db"
     processes = []
-    for seed in range(3):
+    for seed in range(2):
         folder = tmp_path / f"job{seed}"
         folder.mkdir()
         processes.append(start_cli(folder, "epochs=1", "data.limit=1000", f"seed={seed}", f"tracking.uri={uri}"))
@@ -133,7 +135,7 @@ def test_processes_started_together_on_a_new_store_all_succeed(tmp_path):
         assert process.returncode == 0, output
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id])
-    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1", "2"]
+    assert sorted(run.data.params["seed"] for run in runs) == ["0", "1"]
     assert {run.info.status for run in runs} == {"FINISHED"}
 
 
