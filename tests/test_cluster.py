@@ -1,7 +1,8 @@
 """Sweeps that leave the launching process: on a Ray cluster the test starts, and through submitit.
 
 Each job finds its sweep's parent run in the store (softmax_exp/nesting.py), not through the launching
-process's environment, which Ray workers do not inherit: they inherit that of `ray start`.
+process's environment, which Ray workers do not inherit: they inherit that of `ray start`. One cluster serves
+the module; each sweep is as small as what it shows allows (a few jobs, data.limit=2000, one epoch).
 """
 
 import importlib.util
