@@ -1,26 +1,35 @@
 """Sweeps on each launcher, against one default single run, measured in one run on this machine.
 
     python benchmarks/sweeps.py [--reps 3] [--slow-reps 1] [--before REV] [--launchers basic,two_at_a_time,vectorized]
+    python benchmarks/sweeps.py --grids 12 --launchers vectorized,ray_cluster --sweeps-only   # Ray against vectorized
 
 Measures, with the wall time of one default `python -m softmax_exp` (10 epochs, start-up and tracking
 included) as the unit:
 1. the 12-job grid (loss x labels x lr, 10 epochs, full data) and the 60-job grid (the same x seeds 0-4),
-   each on hydra/launcher=basic, two_at_a_time and vectorized;
+   each on hydra/launcher=basic, two_at_a_time and vectorized, and on request ray_cluster: a one-node Ray
+   cluster of all cores on loopback (`ray start`, the `cluster` extra), started before the sweeps and
+   stopped after, as a cluster is up before a sweep is sent to it;
 2. training seconds per config-epoch of the lock-step trainer at K = 1, 12, 60 (lockstep_epochs.py);
 3. the peak RSS of the 60-job vectorized sweep;
 4. the default single run at REV (default: the commit before the lock-step trainer), in a temporary git
    worktree, next to today's, to show the single run got no slower.
-Vectorized sweeps and single runs are timed --reps times (medians); the basic and joblib sweeps, minutes
-each, --slow-reps times. Every time has its median final test accuracy next to it. Writes
+Vectorized sweeps and single runs are timed --reps times (medians); the other launchers' sweeps, minutes
+each, --slow-reps times; --sweeps-only measures 1. against the unit alone, skipping 2.-4. Every time has its
+median final test accuracy next to it. Writes
 benchmarks/results/sweeps.{md,json}; each child's output goes to benchmarks/results/logs/.
 """
 
 import argparse
 import json
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from statistics import median
 
@@ -29,7 +38,7 @@ from bench import LOGS, PROJECT, RESULTS, last_json, run
 BENCH_DIR = Path(__file__).resolve().parent
 GRID = ["loss=scratch,torch", "labels=hard,soft", "lr=0.01,0.05,0.1"]
 SWEEPS = {12: GRID, 60: [*GRID, "seed=0,1,2,3,4"]}
-LAUNCHERS = ("basic", "two_at_a_time", "vectorized")
+LAUNCHERS = ("basic", "two_at_a_time", "vectorized")  # the default; ray_cluster on request
 BEFORE = "00ecbb1"  # main before the lock-step trainer (one model per process, per job)
 # Targets (issue #8), as ratios measured in this one run.
 TARGETS = {"grid12_vs_single": 2, "grid60_vs_single": 6, "k60_epoch_fraction": 1 / 5, "rss60_mb": 1500, "single": 1.05}
@@ -46,6 +55,33 @@ def job_accuracies(store: Path) -> list[float]:
     )
     out = subprocess.run([sys.executable, "-c", script, f"sqlite:///{store}/mlflow.db"], capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def ray_cluster():
+    """`ray start --head` on loopback with every core, its workers seeing this project; yields its address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths stay under 108 characters
+    command = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+               f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats",
+               f"--temp-dir={temp_dir}"]  # fmt: skip
+    log = (LOGS / "ray_cluster.log").open("w")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # the workers inherit `ray start`'s environment
+    head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        while subprocess.run([ray, "status", f"--address={address}"], capture_output=True).returncode != 0:
+            if head.poll() is not None:
+                sys.exit(f"[bench] ray start failed: see {LOGS / 'ray_cluster.log'}")
+            time.sleep(1)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops the processes it started
+        head.wait(timeout=120)
+        log.close()
 
 
 def single_runs(roots: dict[str, Path], scratch: Path, reps: int) -> dict:
@@ -69,47 +105,60 @@ def single_runs(roots: dict[str, Path], scratch: Path, reps: int) -> dict:
     }
 
 
+def sweep(scratch: Path, jobs: int, launcher: str, options: list[str], reps: int) -> dict:
+    """The grid of `jobs` jobs on `launcher`, `reps` times, each into a store of its own."""
+    times, rss, accuracies = [], [], []
+    for i in range(reps):
+        store = scratch / f"sweep{jobs}_{launcher}_{i}"
+        args = ["-m", "softmax_exp", "-m", f"hydra/launcher={launcher}", *options, *SWEEPS[jobs]]
+        args += [f"tracking.uri=sqlite:///{store}/mlflow.db", f"hydra.sweep.dir={store}/sweep"]
+        child = run(f"sweep{jobs}_{launcher}_{i}", args)
+        times.append(child.seconds)
+        rss.append(child.peak_rss_mb)  # of the launching process: Ray's workers are the cluster's, not its own
+        accuracies = job_accuracies(store)
+    assert len(accuracies) == jobs, f"{jobs}-job sweep on {launcher}: {len(accuracies)} jobs finished"
+    return {"samples": times, "seconds": median(times), "peak_rss_mb": max(rss), "median_test_acc": median(accuracies)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="timed single runs and vectorized sweeps")
-    parser.add_argument("--slow-reps", type=int, default=1, help="timed basic and joblib sweeps (minutes each)")
+    parser.add_argument("--slow-reps", type=int, default=1, help="timed sweeps on the other launchers (minutes each)")
     parser.add_argument("--before", default=BEFORE, help="the commit whose single run today's is compared with")
     parser.add_argument(
-        "--launchers", default=",".join(LAUNCHERS), help="comma-separated; vectorized alone skips the slow ones"
+        "--launchers",
+        default=",".join(LAUNCHERS),
+        help="comma-separated, of basic, two_at_a_time, vectorized, ray_cluster; vectorized alone skips the slow ones",
     )
+    parser.add_argument("--grids", default=",".join(map(str, SWEEPS)), help="comma-separated, of 12 and 60 (jobs)")
+    parser.add_argument("--sweeps-only", action="store_true", help="the sweeps and the unit: no lock-step, no REV")
     opts = parser.parse_args()
     LOGS.mkdir(parents=True, exist_ok=True)
     report = {"options": vars(opts)}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        before = scratch / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(before), opts.before], cwd=PROJECT, check=True)
-        try:
-            singles = single_runs({"single": PROJECT, "single_before": before}, scratch, opts.reps)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=PROJECT, check=True)
-        report.update(singles)
+        if opts.sweeps_only:
+            report.update(single_runs({"single": PROJECT}, scratch, opts.reps))
+        else:
+            before = scratch / "before"
+            worktree = ["git", "worktree", "add", "--detach", "-q", str(before), opts.before]
+            subprocess.run(worktree, cwd=PROJECT, check=True)
+            try:
+                report.update(single_runs({"single": PROJECT, "single_before": before}, scratch, opts.reps))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=PROJECT, check=True)
 
         report["sweeps"] = {}
-        for jobs, overrides in SWEEPS.items():
-            for launcher in opts.launchers.split(","):
-                reps = opts.reps if launcher == "vectorized" else opts.slow_reps
-                times, rss, accuracies = [], [], []
-                for i in range(reps):
-                    store = scratch / f"sweep{jobs}_{launcher}_{i}"
-                    args = ["-m", "softmax_exp", "-m", f"hydra/launcher={launcher}", *overrides]
-                    args += [f"tracking.uri=sqlite:///{store}/mlflow.db", f"hydra.sweep.dir={store}/sweep"]
-                    child = run(f"sweep{jobs}_{launcher}_{i}", args)
-                    times.append(child.seconds)
-                    rss.append(child.peak_rss_mb)
-                    accuracies = job_accuracies(store)
-                assert len(accuracies) == jobs, f"{jobs}-job sweep on {launcher}: {len(accuracies)} jobs finished"
-                report["sweeps"][f"{jobs}_{launcher}"] = {
-                    "samples": times,
-                    "seconds": median(times),
-                    "peak_rss_mb": max(rss),
-                    "median_test_acc": median(accuracies),
-                }
+        launchers = opts.launchers.split(",")
+        with ray_cluster() if "ray_cluster" in launchers else nullcontext() as address:
+            for jobs in map(int, opts.grids.split(",")):
+                for launcher in launchers:
+                    reps = opts.reps if launcher == "vectorized" else opts.slow_reps
+                    options = [f"hydra.launcher.ray.init.address={address}"] if launcher == "ray_cluster" else []
+                    report["sweeps"][f"{jobs}_{launcher}"] = sweep(scratch, jobs, launcher, options, reps)
+    if opts.sweeps_only:
+        write(report)
+        return
     report["lockstep"] = last_json(
         run("lockstep_epochs", [str(BENCH_DIR / "lockstep_epochs.py"), "--reps", "3"]).output
     )
@@ -117,8 +166,7 @@ def main() -> None:
 
 
 def write(report: dict) -> None:
-    unit, sweeps, k = report["single"]["seconds"], report["sweeps"], report["lockstep"]
-    k1 = median(k["1"]["config_epoch_seconds"])
+    unit, sweeps = report["single"]["seconds"], report["sweeps"]
     lines = [
         f"Unit: one default single run, {unit:.2f} s end to end (test_acc {report['single']['test_acc']:.4f}).",
         "",
@@ -131,7 +179,22 @@ def write(report: dict) -> None:
             f"| {jobs} jobs | {launcher} | {row['seconds']:.1f} s | {row['seconds'] / unit:.2f}x | "
             f"{row['peak_rss_mb']:.0f} MB | {row['median_test_acc']:.4f} |"
         )
-    lines += ["", "| K configs in lock-step | training s per config-epoch | fraction of K=1 | median test_acc |"]
+    if any(name.endswith("_ray_cluster") for name in sweeps):
+        lines += ["", "ray_cluster: the cluster was up before each sweep; peak RSS is the launching process's alone."]
+    if "lockstep" in report:
+        lines += targets(report)
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sweeps.md").write_text(text)
+    (RESULTS / "sweeps.json").write_text(json.dumps(report, indent=2))
+    print(text)
+
+
+def targets(report: dict) -> list[str]:
+    """The lock-step table, and issue #8's targets against what was measured."""
+    unit, sweeps, k = report["single"]["seconds"], report["sweeps"], report["lockstep"]
+    k1 = median(k["1"]["config_epoch_seconds"])
+    lines = ["", "| K configs in lock-step | training s per config-epoch | fraction of K=1 | median test_acc |"]
     lines += ["|---|---|---|---|"]
     for size, row in k.items():
         seconds = median(row["config_epoch_seconds"])
@@ -150,11 +213,7 @@ def write(report: dict) -> None:
     lines += ["| target | measured | met |", "|---|---|---|"]
     for (name, value), limit in zip(checks.items(), limits, strict=True):
         lines.append(f"| {name} | {value:.3f} | {'yes' if value <= limit else 'NO'} |")
-    text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sweeps.md").write_text(text)
-    (RESULTS / "sweeps.json").write_text(json.dumps(report, indent=2))
-    print(text)
+    return lines
 
 
 if __name__ == "__main__":

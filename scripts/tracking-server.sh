@@ -83,6 +83,9 @@ if [ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]; then
 fi
 # MLflow's accounts: who may do what is kept in its own database; READ lets everyone read every experiment,
 # and whoever creates an experiment may change it. The admin account is created on the first start.
+# Each worker remembers a password it accepted for 60 s instead of checking its hash (scrypt, ~0.1 s of a core)
+# at every request, of which a sweep sends dozens per run: a changed password or a removed account takes up to
+# a minute to apply everywhere.
 auth_config="$data/basic-auth.ini"
 (umask 077 && cat >"$auth_config" <<INI
 [mlflow]
@@ -91,13 +94,16 @@ database_uri = postgresql+psycopg2://mlflow@/mlflow_auth?host=$socket
 admin_username = admin
 admin_password = $admin_password
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = 60
 INI
 )
 [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ] || [ "$host" = ::1 ] ||
     echo "tracking-server: listening on $host: anyone who reaches it can try passwords, sent in clear over HTTP;" \
         "put it behind HTTPS (see the README)" >&2
 
-MLFLOW_AUTH_CONFIG_PATH="$auth_config" MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
+# MLflow's job runner (GenAI evaluation jobs: eight more processes, ~2 GB) serves nothing this suite logs.
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+    MLFLOW_AUTH_CONFIG_PATH="$auth_config" MLFLOW_FLASK_SERVER_SECRET_KEY="$MLFLOW_FLASK_SERVER_SECRET_KEY" \
     "$python" -m mlflow server --app-name basic-auth --host "$host" --port "$port" --workers "$workers" \
     --backend-store-uri "postgresql+psycopg2://mlflow@/mlflow?host=$socket" --artifacts-destination "$data/artifacts" \
     >"$data/server.log" 2>&1 &

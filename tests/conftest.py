@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,16 +56,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")  # one server for every module that needs one
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on a loopback port, stopped after the tests."""
-    folder = tmp_path_factory.mktemp("server")
+@contextmanager
+def plain_mlflow_server(folder: Path, workers: int = 1) -> Iterator[str]:
+    """A real `mlflow server` on a loopback port with a SQLite store and served artifacts; yields its address."""
     port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--backend-store-uri", f"sqlite:///{folder}/server.db",
+        "--artifacts-destination", str(folder / "artifacts"),
     ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # MLflow's job runner (GenAI jobs) would start eight more processes (15 to 45 s of CPU here) no test uses.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -73,6 +77,14 @@ def mlflow_server(tmp_path_factory):
         except OSError:
             assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
             time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
+    try:
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")  # one server for every module that needs one
+def mlflow_server(tmp_path_factory):
+    with plain_mlflow_server(tmp_path_factory.mktemp("server")) as uri:
+        yield uri

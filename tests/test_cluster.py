@@ -1,7 +1,8 @@
 """Sweeps that leave the launching process: on a Ray cluster the test starts, and through submitit.
 
 Each job finds its sweep's parent run in the store (softmax_exp/nesting.py), not through the launching
-process's environment, which Ray workers do not inherit: they inherit that of `ray start`.
+process's environment, which Ray workers do not inherit: they inherit that of `ray start`. One cluster serves
+the module; each sweep is as small as what it shows allows (a few jobs, data.limit=2000, one epoch).
 """
 
 import importlib.util
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.tracking import SWEEP_TAG
@@ -61,8 +63,8 @@ def ray_cluster():
         assert head.poll() is None and time.monotonic() < deadline, f"ray start failed: {head.stdout.read()}"
         time.sleep(1)
     yield address
-    os.killpg(head.pid, signal.SIGTERM)  # --block: the head ends the processes it started
-    head.wait(timeout=60)
+    os.killpg(head.pid, signal.SIGKILL)  # the cluster's processes, workers included: none has anything to save
+    head.wait()
 
 
 def sweep_runs(uri: str):
@@ -72,39 +74,71 @@ def sweep_runs(uri: str):
     return client, parent, children
 
 
-def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_finished(ray_cluster, tmp_path):
+def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(ray_cluster, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ray = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    result = run_cli(tmp_path, *ray, "lr=0.05,0.1", "seed=0,1", *QUICK, f"tracking.uri={uri}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Ray Launcher is launching 4 jobs" in result.stdout
+    result = run_cli(tmp_path, *ray, "lr=0.05,0.1,1e38", "seed=0,1", *QUICK, f"tracking.uri={uri}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Ray Launcher is launching 6 jobs" in result.stdout
+    assert "2 of 6 jobs failed (lr=1e+38" in result.stdout
     client, parent, children = sweep_runs(uri)
-    assert len(children) == 4 and parent.info.status == "FINISHED"
+    assert len(children) == 6 and parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    assert {r.info.status for r in children} == {"FINISHED"}
-    assert {(r.data.params["lr"], r.data.params["seed"]) for r in children} == {
-        (lr, seed) for lr in ("0.05", "0.1") for seed in ("0", "1")
-    }
+    status = {(r.data.params["lr"], r.data.params["seed"]): r.info.status for r in children}
+    assert status == {(lr, seed): "FAILED" if lr == "1e+38" else "FINISHED"
+                      for lr in ("0.05", "0.1", "1e+38") for seed in ("0", "1")}  # fmt: skip
     for run in children:  # trained and logged on a worker: history, figures and the job's own log
+        assert run.data.tags["mlflow.user"] and "SOFTMAX_EXP" not in str(run.data.tags)
+        if run.info.status == "FAILED":
+            assert "training diverged at epoch 1" in run.data.tags["error"]
+            continue
         assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 1
         assert run.data.metrics["final_test_acc"] > 0.6
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"learning_curves.png", "confusion_matrix.csv", "softmax_exp.log"} <= artifacts
-        assert run.data.tags["mlflow.user"] and "SOFTMAX_EXP" not in str(run.data.tags)
 
 
-def test_a_job_failing_on_a_ray_worker_is_failed_with_its_reason(ray_cluster, tmp_path):
+def training_run(uri: str, launcher: subprocess.Popen, timeout: float = 180):
+    """The first child run of the sweep in `uri` to have logged an epoch: a job surely training, wherever."""
+    client, deadline = MlflowClient(uri), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert launcher.poll() is None, launcher.stdout.read()
+        if experiment := client.get_experiment_by_name("softmax_exp"):
+            training = "attributes.status = 'RUNNING' and metrics.test_acc > 0"
+            if runs := client.search_runs([experiment.experiment_id], training, max_results=1):
+                return runs[0]
+        time.sleep(0.5)  # polling the store, not waiting for anything in particular
+    raise AssertionError(f"no job trained within {timeout} s")
+
+
+def ctrl_c_once_training(tmp_path: Path, *args: str):
+    """Start a sweep of long jobs, and once one of them trains, press Ctrl-C: a terminal sends SIGINT to its
+    foreground process group, here the launcher's own (with what it started itself). The sweep's runs after
+    the launcher has exited, and the one seen training."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    ray = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    result = run_cli(tmp_path, *ray, "lr=1e38,0.1", *QUICK, f"tracking.uri={uri}")
-    assert result.returncode == 1
-    assert "1 of 2 jobs failed (lr=1e+38" in result.stdout
+    command = [sys.executable, "-m", "softmax_exp", "-m", *args, "epochs=2000", "data.limit=2000",
+               f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    launcher = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)  # fmt: skip
+    training = training_run(uri, launcher)
+    os.killpg(launcher.pid, signal.SIGINT)
+    output = launcher.communicate(timeout=120)[0]
+    assert launcher.returncode == 130, output
     _, parent, children = sweep_runs(uri)
-    status = {r.data.params["lr"]: r.info.status for r in children}
-    assert status == {"1e+38": "FAILED", "0.1": "FINISHED"} and parent.info.status == "FINISHED"
-    failed = next(r for r in children if r.info.status == "FAILED")
-    assert "training diverged at epoch 1" in failed.data.tags["error"]
+    assert {r.info.status for r in [parent, *children]} == {"KILLED"}, output
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    # ended by the job itself where it ran (a reason, its log), not swept up by the launcher afterwards
+    killed = next(r for r in children if r.info.run_id == training.info.run_id)
+    assert killed.data.tags["error"] == "interrupted (Ctrl-C or SIGTERM)"
+    return children
+
+
+def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path):
+    # The jobs run in Ray's workers, children of `ray start`, out of the signal's reach: the launcher cancels them.
+    ray = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
+    children = ctrl_c_once_training(tmp_path, *ray, "lr=0.01,0.05,0.1,0.2")
+    assert 1 <= len(children) <= 2  # 2 cores: two jobs were running, two waiting, and those never started
 
 
 def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
@@ -120,3 +154,8 @@ def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
                       for lr in ("0.1", "1e+38") for seed in ("0", "1")}  # fmt: skip
     # each job ran in a process of its own, in its own folder
     assert len(list((tmp_path / "sweep").glob("*/softmax_exp.log"))) == 4
+
+
+def test_ctrl_c_on_a_submitit_local_sweep_ends_every_run_killed(tmp_path):
+    # submitit's local jobs are processes of the launcher's group: the signal reaches them too.
+    assert len(ctrl_c_once_training(tmp_path, "hydra/launcher=submitit_local", "lr=0.01")) == 1

@@ -1,0 +1,1 @@
+"""softmax_exp's Hydra launcher plugin: Hydra's Ray launcher, whose Ctrl-C stops the sweep (`ray_cluster`)."""
