@@ -5,8 +5,8 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +38,12 @@ def empty_store(tmp_path_factory) -> Path:
 
 
 def copy_of(empty_store: Path, folder: Path) -> str:
-    shutil.copy(empty_store, folder / "mlflow.db")
+    """A copy made by SQLite's backup API: the store is in WAL mode, and its file alone may lack the last commits."""
+    with (
+        contextlib.closing(sqlite3.connect(empty_store)) as source,
+        contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as copy,
+    ):
+        source.backup(copy)
     return f"sqlite:///{folder}/mlflow.db"
 
 
