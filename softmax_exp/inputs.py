@@ -1,8 +1,8 @@
 """The data each run trained and was tested on, as MLflow dataset inputs: the runs table's Dataset column.
 
-The digest is that of the bytes actually read (a SHA-256 of the images and labels, computed once per
-process), combined with what makes this run's training set differ from the files: `data.limit` and
-`data.label_noise` (whose noise is drawn from `seed`). The source is the folder the files were read from.
+The digest is that of the bytes actually read (data.Split.digest, a SHA-256 of the images and labels),
+combined with what makes this run's training set differ from the files: `data.limit` and `data.label_noise`
+(whose noise is drawn from `seed`). The source is the folder the files were read from.
 """
 
 import hashlib
@@ -14,22 +14,10 @@ from mlflow.entities import DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig
 
-from softmax_exp.data import FashionMNIST, Split
+from softmax_exp.data import FashionMNIST
 
 NAME = "fashion-mnist"
 DIGEST_CHARS = 16  # of the SHA-256's hex digits: enough to tell versions apart in the table
-
-content_digests: dict[tuple[str, str], str] = {}  # (source folder, split) -> digest of its bytes
-
-
-def content_digest(data: FashionMNIST, split: str) -> str:
-    key = (str(data.source), split)
-    if key not in content_digests:
-        part: Split = getattr(data, split)
-        sha = hashlib.sha256(part.images.numpy().data)
-        sha.update(part.labels.numpy().data)
-        content_digests[key] = sha.hexdigest()
-    return content_digests[key]
 
 
 def train_variant(cfg: DictConfig) -> str:
@@ -48,7 +36,7 @@ def dataset_inputs(data: FashionMNIST, cfg: DictConfig) -> list[DatasetInput]:
         source = resolve_dataset_source(str(data.source))
     inputs = []
     for split, variant in (("train", train_variant(cfg)), ("test", "")):
-        digest = content_digest(data, split)
+        digest = getattr(data, split).digest
         if variant:
             digest = hashlib.sha256(f"{digest} {variant}".encode()).hexdigest()
         name = f"{NAME} {split}" + (f" ({variant})" if variant else "")

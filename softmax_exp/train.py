@@ -75,20 +75,13 @@ class TrainResult:
 
 @dataclass
 class Bucket:
-    """Models that share one loss call (one loss, one kind of target), wherever they sit in the stack."""
+    """The slots of the stack that share one loss call (one loss, one kind of target): the same block of
+    `width` slots in every seed's row, so that their logits are a view of the stack's, not a copy."""
 
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    members: list[int]  # model indices, in the order of the bucket's batch means
-    seed_rows: torch.Tensor  # (M,) each member's row of the stack: its seed
-    slots: torch.Tensor | None  # (M,) each member's slot in that row; None: one row, every slot, in order
-    targets: torch.Tensor  # (N, T) class indices or (N, T, 10) probabilities: the members' distinct targets
-    target_columns: torch.Tensor  # (1, M) the column of `targets` each member trains on
-
-    def logits(self, per_model: torch.Tensor) -> torch.Tensor:
-        """The members' logits side by side, (B, M, 10), from the stack's (S, B, J, 10)."""
-        if self.slots is None:  # already side by side: a view, no copy
-            return per_model[0]
-        return per_model.transpose(0, 1)[:, self.seed_rows, self.slots]
+    width: int  # slots in the block: the most models of this bucket that any one seed has
+    targets: torch.Tensor  # (N, T) class indices or (N, T, 10) probabilities: the models' distinct targets
+    target_columns: torch.Tensor  # (S, 1, width) the column of `targets` each slot trains on (0 where empty)
 
 
 def distinct_columns(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
@@ -104,23 +97,41 @@ class Stack:
 
     Models with the same seed see the same batches, so they sit side by side in one row of the stack:
     weight (S, J * 10, 784) and bias (S, 1, J * 10) hold J slots for each of S seeds, and a step is one
-    batched matrix product for every model. Model k's nn.Linear is a view of its slot's rows, so it
-    always shows the weights as trained. A seed with fewer than J models leaves slots empty: no loss
-    reads them, so their gradient stays 0 and they never change.
+    batched matrix product for every model. Each row is laid out alike: a block of slots per bucket (loss
+    and kind of target), and within a block the models by optimizer and learning rate. A seed with fewer
+    models in a bucket than another leaves slots of its block empty: they hold zeros, their loss is
+    computed but belongs to no model, and no optimizer steps them. Model k's nn.Linear is a view of its
+    slot's rows, so it always shows the weights as trained.
     """
 
     def __init__(self, active: list[int], cfgs: list[DictConfig], models: list[nn.Linear], targets, labels):
-        rows = defaultdict(list)
-        # Within a seed's row, models that step with the same optimizer and learning rate sit together.
-        for k in sorted(active, key=lambda k: (cfgs[k].optimizer.name, cfgs[k].lr)):
-            rows[cfgs[k].seed].append(k)
-        self.seeds = sorted(rows)
-        self.rows = [rows[seed] for seed in self.seeds]  # model indices, slot by slot
-        self.slot = {k: (s, j) for s, row in enumerate(self.rows) for j, k in enumerate(row)}
-        width = max(len(row) for row in self.rows) * CLASSES
+        def bucket_of(k: int) -> tuple:
+            return cfgs[k].loss.name, targets[k].dim()
+
+        def step_key(k: int) -> tuple:
+            return cfgs[k].optimizer.name, cfgs[k].lr
+
+        self.seeds = sorted({cfgs[k].seed for k in active})
+        kinds = sorted({bucket_of(k) for k in active})
+        blocks = [
+            [
+                sorted((k for k in active if cfgs[k].seed == seed and bucket_of(k) == kind), key=step_key)
+                for kind in kinds
+            ]
+            for seed in self.seeds
+        ]  # blocks[s][b]: seed s's models of bucket b, in slot order
+        widths = [max(len(row[b]) for row in blocks) for b in range(len(kinds))]
+        starts = list(itertools.accumulate(widths, initial=0))
+        self.widths = widths
+        self.slot = {
+            k: (s, starts[b] + i)
+            for s, row in enumerate(blocks)
+            for b, block in enumerate(row)
+            for i, k in enumerate(block)
+        }
         device = models[active[0]].weight.device
-        self.weight = torch.zeros(len(self.rows), width, PIXELS, device=device)
-        self.bias = torch.zeros(len(self.rows), 1, width, device=device)
+        self.weight = torch.zeros(len(self.seeds), starts[-1] * CLASSES, PIXELS, device=device)
+        self.bias = torch.zeros(len(self.seeds), 1, starts[-1] * CLASSES, device=device)
         for k, (s, j) in self.slot.items():
             rows = slice(j * CLASSES, (j + 1) * CLASSES)
             self.weight[s, rows], self.bias[s, 0, rows] = models[k].weight.detach(), models[k].bias.detach()
@@ -130,43 +141,54 @@ class Stack:
         self.bias.requires_grad_()
         # Gradients kept in place: backward() adds into them, so the optimizers' views of them stay valid.
         self.weight.grad, self.bias.grad = torch.zeros_like(self.weight), torch.zeros_like(self.bias)
-        self.buckets = self.make_buckets(cfgs, targets)
-        self.optimizers = self.make_optimizers(cfgs)
+        self.buckets = [
+            self.make_bucket(kinds[b][0], [row[b] for row in blocks], width, targets, device)
+            for b, width in enumerate(widths)
+        ]
+        self.optimizers = self.make_optimizers(cfgs, step_key)
         # Each slot's training labels, for its training accuracy; an empty slot reads column 0 and is ignored.
         self.labels, columns = distinct_columns([labels[k] for k in self.slot])
-        self.label_columns = torch.zeros(len(self.rows), 1, width // CLASSES, dtype=torch.long, device=device)
+        self.label_columns = torch.zeros(len(self.seeds), 1, starts[-1], dtype=torch.long, device=device)
         for (s, j), column in zip(self.slot.values(), columns, strict=True):
             self.label_columns[s, 0, j] = column
 
-    def make_buckets(self, cfgs: list[DictConfig], targets: list[torch.Tensor]) -> list[Bucket]:
-        by_loss = defaultdict(list)
-        for k in self.slot:
-            by_loss[(cfgs[k].loss.name, targets[k].dim())].append(k)
-        buckets = []
-        for (loss, _), members in by_loss.items():
-            table, columns = distinct_columns([targets[k] for k in members])
-            device = table.device
-            seed_rows = torch.tensor([self.slot[k][0] for k in members], device=device)
-            slots = torch.tensor([self.slot[k][1] for k in members], device=device)
-            if members == self.rows[0] and len(self.rows) == 1:
-                slots = None
-            column = torch.tensor(columns, device=device).unsqueeze(0)
-            buckets.append(Bucket(build_loss(loss), members, seed_rows, slots, table, column))
-        return buckets
+    @staticmethod
+    def make_bucket(loss: str, rows: list[list[int]], width: int, targets: list[torch.Tensor], device) -> Bucket:
+        """The bucket of the models in `rows`: each seed's models of this loss and kind of target, in slot order."""
+        table, columns = distinct_columns([targets[k] for row in rows for k in row])
+        target_columns = torch.zeros(len(rows), 1, width, dtype=torch.long, device=device)
+        column = iter(columns)
+        for s, row in enumerate(rows):
+            for i in range(len(row)):
+                target_columns[s, 0, i] = next(column)
+        return Bucket(build_loss(loss), width, table, target_columns)
 
-    def make_optimizers(self, cfgs: list[DictConfig]) -> list:
-        """One optimizer per implementation, with a parameter group for each run of models in a seed's row
-        that share a learning rate: views of their rows of the stack and of those rows' gradients."""
-        groups = defaultdict(list)
-        for s, row in enumerate(self.rows):
-            runs = itertools.groupby(enumerate(row), key=lambda slot: (cfgs[slot[1]].optimizer.name, cfgs[slot[1]].lr))
-            for (name, lr), run in runs:
-                slots = [j for j, _ in run]
-                rows = slice(slots[0] * CLASSES, (slots[-1] + 1) * CLASSES)
-                weight, bias = self.weight.detach()[s, rows], self.bias.detach()[s, 0, rows]
-                weight.grad, bias.grad = self.weight.grad[s, rows], self.bias.grad[s, 0, rows]
-                groups[name].append({"params": [weight, bias], "lr": lr})
-        return [build_optimizer(name, param_groups) for name, param_groups in groups.items()]
+    def make_optimizers(self, cfgs: list[DictConfig], step_key: Callable[[int], tuple]) -> list:
+        """One optimizer per implementation, with a parameter group per learning rate holding views of the
+        stack: one per run of slots that step alike, across every seed's row where the rows agree."""
+        runs = defaultdict(list)  # (first slot, last slot + 1, optimizer, lr) -> the rows that have it
+        for s in range(len(self.seeds)):
+            first = end = key = None  # a run ends where the optimizer or the lr changes, or at an empty slot
+            for j, slot_key in sorted((j, step_key(k)) for k, (row, j) in self.slot.items() if row == s):
+                if slot_key != key or j != end:
+                    if key is not None:
+                        runs[(first, end, *key)].append(s)
+                    first, key = j, slot_key
+                end = j + 1
+            runs[(first, end, *key)].append(s)
+        groups = defaultdict(lambda: defaultdict(list))  # optimizer -> lr -> views
+        for (first, end, name, lr), rows in runs.items():
+            columns = slice(first * CLASSES, end * CLASSES)
+            for _, consecutive in itertools.groupby(enumerate(rows), key=lambda pair: pair[1] - pair[0]):
+                seeds = [s for _, s in consecutive]
+                seeds = slice(seeds[0], seeds[-1] + 1)
+                weight, bias = self.weight.detach()[seeds, columns], self.bias.detach()[seeds, 0, columns]
+                weight.grad, bias.grad = self.weight.grad[seeds, columns], self.bias.grad[seeds, 0, columns]
+                groups[name][lr] += [weight, bias]
+        return [
+            build_optimizer(name, [{"params": views, "lr": lr} for lr, views in by_lr.items()])
+            for name, by_lr in groups.items()
+        ]
 
     def zero_grad(self) -> None:
         # backward() adds into .grad, so last step's gradient must go before the next backward.
@@ -235,7 +257,6 @@ def train(
         drawn = {seed: torch.randperm(count, generator=shuffle) for seed, shuffle in shuffles.items()}
         orders = torch.stack([drawn[seed] for seed in stack.seeds]).to(device)  # (S, N)
         seeds = len(stack.seeds)
-        bucket_orders = [orders.index_select(0, bucket.seed_rows).t() for bucket in stack.buckets]  # (N, M) each
         # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
         step_losses, step_predictions, step_largest = [], [], []
         for step_start in range(0, count, batch_size):
@@ -249,13 +270,13 @@ def train(
             else:
                 logits = torch.baddbmm(stack.bias, pixels.view(seeds, -1, PIXELS), stack.weight.transpose(1, 2))
             per_model = logits.view(seeds, batch.shape[1], -1, CLASSES)  # (S, B, J, 10)
-            batch_means = []
-            for bucket, bucket_order in zip(stack.buckets, bucket_orders, strict=True):
-                examples = bucket_order[step_start : step_start + batch_size]  # (B, M)
-                batch_targets = bucket.targets[examples, bucket.target_columns]  # (B, M) or (B, M, 10)
-                each = bucket.loss_fn(bucket.logits(per_model).flatten(0, 1), batch_targets.flatten(0, 1))
-                batch_means.append(each.view(-1, len(bucket.members)).mean(dim=0))
-            batch_means = torch.cat(batch_means) if len(batch_means) > 1 else batch_means[0]
+            batch_means = []  # (S, width) per bucket: each slot's loss over the batch
+            # Views of each bucket's block; backward() puts their gradients side by side again in one copy.
+            for bucket, block in zip(stack.buckets, per_model.split(stack.widths, dim=2), strict=True):
+                batch_targets = bucket.targets[batch.unsqueeze(2), bucket.target_columns]  # (S, B, w) or (S, B, w, 10)
+                each = bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets.flatten(0, 2))
+                batch_means.append(each.view(seeds, -1, bucket.width).mean(dim=1))
+            batch_means = torch.cat(batch_means, dim=1) if len(batch_means) > 1 else batch_means[0]  # (S, J)
             batch_means.sum().backward()  # a sum, not a mean: each model keeps its own gradient scale
             for optimizer in stack.optimizers:
                 optimizer.step()
@@ -264,12 +285,12 @@ def train(
             step_largest.append(torch.linalg.vector_norm(per_model.detach(), ord=math.inf, dim=(1, 3)))  # max |z|
 
         batch_sizes = torch.tensor([len(b) for b in orders[0].split(batch_size)], device=device)
-        losses = (torch.stack(step_losses) * batch_sizes.unsqueeze(1)).sum(dim=0) / count  # buckets' order
+        losses = (torch.stack(step_losses) * batch_sizes.view(-1, 1, 1)).sum(dim=0) / count  # (S, J)
         seen_labels = stack.labels[orders.unsqueeze(2), stack.label_columns]  # (S, N, J)
         correct = (torch.cat(step_predictions, dim=1) == seen_labels).sum(dim=1)  # (S, J)
         # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
         largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=0)  # (S, J)
-        members = [k for bucket in stack.buckets for k in bucket.members]
+        members = list(stack.slot)
         test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
         test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
         train_loss, train_correct = losses.tolist(), correct.tolist()
@@ -281,7 +302,7 @@ def train(
             s, j = stack.slot[k]
             metrics = EpochMetrics(
                 epoch=epoch,
-                train_loss=train_loss[column],
+                train_loss=train_loss[s][j],
                 train_acc=train_correct[s][j] / count,
                 test_acc=test_correct[column] / len(test_labels),
                 epoch_seconds=seconds,
