@@ -23,6 +23,8 @@ def group_name(choices: list[str]) -> str:
 def t_half_width(sem: pd.Series, n: pd.Series) -> pd.Series:
     """Half the width of the Student's t confidence interval of a mean: t(n - 1) quantile x standard error.
     NaN for n < 2: one value says nothing about its spread."""
+    if not (n > 1).any():  # a sweep without replicates: no interval, and no need to import scipy (~0.5 s)
+        return pd.Series(np.nan, index=n.index)
     # Imported here: every run imports this module for TAG, and scipy.stats adds seconds to start-up.
     from scipy import stats
 
