@@ -6,13 +6,9 @@ goes wrong with one job (a value that makes no sense, a loss that diverges) fail
 """
 
 import logging
-import multiprocessing
 import os
 import statistics
 from collections import defaultdict
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import repeat
 
@@ -94,7 +90,8 @@ def run_group(jobs: list[Job]) -> list[dict]:
         trained = [k for k, result in enumerate(results) if result.error is None]
         test = fashion_mnist.test
         confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in trained}
-        with figure_drawing(len(trained)) as draw:
+        workers = min(len(trained), os.cpu_count() or 1) if len(trained) > 1 else 0  # one job's: drawn here
+        with plots.drawing(workers) as draw:
             histories = [[asdict(m) for m in results[k].history] for k in trained]
             figures = draw(plots.job_figures, histories, [confusions[k] for k in trained], repeat(data.CLASSES))
             for k, job_figures in zip(trained, figures, strict=True):  # each job as soon as its figures are drawn
@@ -102,19 +99,6 @@ def run_group(jobs: list[Job]) -> list[dict]:
                 runs[k].end()
                 outcomes[k] = finished(results[k].final)
     return [outcomes[k] for k in range(len(jobs))]
-
-
-@contextmanager
-def figure_drawing(figures: int) -> Iterator:
-    """A map() that draws the jobs' figures: for a sweep, in worker processes, so that the other cores draw
-    while this one writes to MLflow (a job's two figures cost several times its other logging); for one
-    job, here. Workers are forked: they start at once and need nothing but matplotlib."""
-    if figures <= 1:
-        yield map
-        return
-    workers = min(figures, os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield pool.map
 
 
 def report_group_epoch(epoch: int, metrics: list[EpochMetrics]) -> None:

@@ -8,6 +8,10 @@ draw a sweep's figures without it.
 """
 
 import io
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -114,3 +118,20 @@ def job_figures(history: list[dict], confusion: list[list[int]], classes: tuple[
         "learning_curves.png": png(learning_curves(history)),
         "confusion_matrix.png": png(confusion_matrix(confusion, classes)),
     }
+
+
+def png_of(draw: Callable[..., Figure], *args) -> bytes:
+    """The PNG file of the figure draw(*args): what a worker process hands back."""
+    return png(draw(*args))
+
+
+@contextmanager
+def drawing(workers: int) -> Iterator[Callable]:
+    """A map() that draws figures in `workers` forked processes, at once, so that the other cores draw while
+    this one writes to MLflow (a job's two figures cost several times its other logging); with no workers,
+    Python's own map, here. Workers are forked: they start at once and need nothing but matplotlib."""
+    if workers == 0:
+        yield map
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield pool.map

@@ -153,23 +153,26 @@ class MlflowSweepCallback(Callback):
         """Per configuration (its jobs less the seed): n, mean, spread and 95% CI; the best by mean test
         accuracy; the contrasts; and the plots with error bars and bands over seeds."""
         run_id = self.parent_run_id
-        groups, contrasts = replicates.group_summary(jobs), replicates.contrasts(jobs)
-        client.log_text(run_id, groups.to_csv(index=False), "sweep_groups.csv")
-        client.log_text(run_id, contrasts.to_csv(index=False), "contrasts.csv")
-        best = groups.iloc[0]
-        client.set_tag(run_id, "best_config", best["group"])
-        summary = {"best_config_n": best["n"], "best_config_test_acc_mean": best["test_acc_mean"]}
-        for end in ("ci95_low", "ci95_high"):
-            summary[f"best_config_test_acc_{end}"] = best[f"test_acc_{end}"]
-        for key, value in summary.items():
-            if not math.isnan(value):  # one seed: no interval
-                client.log_metric(run_id, key, value)
-        client.log_figure(run_id, plots.accuracy_vs_lr(groups), "test_acc_vs_lr.png")
         curves = {
             group: {key: histories(client, members["run_id"], key) for key in ("train_acc", "test_acc")}
             for group, members in jobs[jobs["status"] == "FINISHED"].groupby("group")
         }
-        client.log_figure(run_id, plots.group_learning_curves(curves), "learning_curves_by_group.png")
+        # A panel per configuration takes a second or more to draw: another core draws them meanwhile.
+        with plots.drawing(workers=1) as draw:
+            curves_png = draw(plots.png_of, [plots.group_learning_curves], [curves])  # next() waits for it
+            groups, contrasts = replicates.group_summary(jobs), replicates.contrasts(jobs)
+            client.log_text(run_id, groups.to_csv(index=False), "sweep_groups.csv")
+            client.log_text(run_id, contrasts.to_csv(index=False), "contrasts.csv")
+            best = groups.iloc[0]
+            client.set_tag(run_id, "best_config", best["group"])
+            summary = {"best_config_n": best["n"], "best_config_test_acc_mean": best["test_acc_mean"]}
+            for end in ("ci95_low", "ci95_high"):
+                summary[f"best_config_test_acc_{end}"] = best[f"test_acc_{end}"]
+            for key, value in summary.items():
+                if not math.isnan(value):  # one seed: no interval
+                    client.log_metric(run_id, key, value)
+            client.log_figure(run_id, plots.accuracy_vs_lr(groups), "test_acc_vs_lr.png")
+            tracking.log_files(client, run_id, {"learning_curves_by_group.png": next(curves_png)})
         if replicates.has_replicates(groups):
             interval = f"(95% CI {best['test_acc_ci95_low']:.4f} … {best['test_acc_ci95_high']:.4f})"
             log.info(

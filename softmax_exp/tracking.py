@@ -177,6 +177,14 @@ def confusion_csv(counts: list[list[int]]) -> str:
     )
 
 
+def log_files(client: MlflowClient, run_id: str, files: dict[str, bytes]) -> None:
+    """Files made in memory (figures drawn by another process, as PNG) as the run's artifacts, by name."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in files.items():
+            (Path(folder) / name).write_bytes(content)
+            client.log_artifact(run_id, str(Path(folder) / name))
+
+
 class JobRun:
     """The MLflow run of one job: opened before it trains, written to as it trains, ended once.
 
@@ -218,10 +226,7 @@ class JobRun:
             teacher_run = result.teacher.run_id or "none (a model saved outside any run)"
             self.client.set_tag(self.run_id, "teacher_run_id", teacher_run)
         self.client.log_batch(self.run_id, metrics=finals)
-        with tempfile.TemporaryDirectory() as folder:
-            for name, content in figures.items():
-                (Path(folder) / name).write_bytes(content)
-                self.client.log_artifact(self.run_id, str(Path(folder) / name))
+        log_files(self.client, self.run_id, figures)
         self.client.log_text(self.run_id, confusion_csv(confusion), "confusion_matrix.csv")
         # log_model finds the store, and the experiment it files the model under, in MLflow's global state.
         mlflow.set_tracking_uri(self.uri)
