@@ -7,7 +7,9 @@ doubled the plotting time of every job. This module does not import torch, so th
 draw a sweep's figures without it.
 """
 
+import functools
 import io
+import itertools
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -18,21 +20,35 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+ACCURACIES = ("train_acc", "test_acc")
+
 
 def learning_curves(history: list[dict]) -> Figure:
-    epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4))
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91, wspace=0.25)
     loss_axes, acc_axes = figure.subplots(1, 2)
-    loss_axes.plot(epochs, [row["train_loss"] for row in history], marker="o")
+    loss_axes.plot([], [], marker="o")
     loss_axes.set(xlabel="epoch", ylabel="train loss (cross-entropy, nats)", title="Training loss")
-    for key in ("train_acc", "test_acc"):
-        acc_axes.plot(epochs, [row[key] for row in history], marker="o", label=key)
+    for key in ACCURACIES:
+        acc_axes.plot([], [], marker="o", label=key)
     acc_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     acc_axes.legend()
     for axes in (loss_axes, acc_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    show_learning_curves(figure, history)
     return figure
+
+
+def show_learning_curves(figure: Figure, history: list[dict]) -> None:
+    """Puts a job's history into a figure drawn by learning_curves."""
+    epochs = [row["epoch"] for row in history]
+    loss_axes, acc_axes = figure.axes
+    loss_axes.lines[0].set_data(epochs, [row["train_loss"] for row in history])
+    for line, key in zip(acc_axes.lines, ACCURACIES, strict=True):
+        line.set_data(epochs, [row[key] for row in history])
+    for axes in figure.axes:
+        axes.relim()
+        axes.autoscale_view()
 
 
 def confusion_matrix(matrix: list[list[int]], classes: tuple[str, ...]) -> Figure:
@@ -45,12 +61,23 @@ def confusion_matrix(matrix: list[list[int]], classes: tuple[str, ...]) -> Figur
     axes.set_xticks(ticks, classes, rotation=45, ha="right")
     axes.set_yticks(ticks, classes)
     axes.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix (test set)")
-    peak = max(max(row) for row in matrix)
-    for true, row in enumerate(matrix):
-        for predicted, count in enumerate(row):
-            color = "white" if count > peak / 2 else "black"
-            axes.text(predicted, true, str(count), ha="center", va="center", fontsize=7, color=color)
+    for true in ticks:
+        for predicted in ticks:
+            axes.text(predicted, true, "", ha="center", va="center", fontsize=7)
+    show_confusion_matrix(figure, matrix)
     return figure
+
+
+def show_confusion_matrix(figure: Figure, matrix: list[list[int]]) -> None:
+    """Puts a job's counts into a figure drawn by confusion_matrix: the colours, and each cell's count."""
+    axes = figure.axes[0]
+    image = axes.images[0]
+    image.set_data(matrix)
+    image.autoscale()  # the colour scale runs from this matrix's lowest count to its highest
+    peak = max(max(row) for row in matrix)
+    for text, count in zip(axes.texts, itertools.chain.from_iterable(matrix), strict=True):
+        text.set_text(str(count))
+        text.set_color("white" if count > peak / 2 else "black")
 
 
 def accuracy_vs_lr(groups: pd.DataFrame) -> Figure:
@@ -112,12 +139,35 @@ def png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+class JobFigures:
+    """A job's two figures, built once per process and shown each job's numbers in turn.
+
+    Building a figure (axes, ticks, a hundred labels) costs about a third of drawing it, and each worker of
+    a sweep draws dozens of jobs: the same figures, updated, give the same PNG bytes (tests/test_plots.py).
+    """
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+        self.curves: Figure | None = None
+        self.confusion: Figure | None = None
+
+    def pngs(self, history: list[dict], confusion: list[list[int]]) -> dict[str, bytes]:
+        if self.curves is None:
+            self.curves, self.confusion = learning_curves(history), confusion_matrix(confusion, self.classes)
+        else:
+            show_learning_curves(self.curves, history)
+            show_confusion_matrix(self.confusion, confusion)
+        return {"learning_curves.png": png(self.curves), "confusion_matrix.png": png(self.confusion)}
+
+
+@functools.cache  # one per process: a sweep's worker draws each of its jobs into the same two figures
+def job_figures_of(classes: tuple[str, ...]) -> JobFigures:
+    return JobFigures(classes)
+
+
 def job_figures(history: list[dict], confusion: list[list[int]], classes: tuple[str, ...]) -> dict[str, bytes]:
     """The PNG files of one job's run, by file name: its learning curves and its test confusion matrix."""
-    return {
-        "learning_curves.png": png(learning_curves(history)),
-        "confusion_matrix.png": png(confusion_matrix(confusion, classes)),
-    }
+    return job_figures_of(classes).pngs(history, confusion)
 
 
 def png_of(draw: Callable[..., Figure], *args) -> bytes:

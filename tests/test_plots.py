@@ -1,0 +1,27 @@
+"""Figures: a sweep's workers draw each job into the same two figures, which must give what fresh ones give."""
+
+from softmax_exp import plots
+from softmax_exp.data import CLASSES
+
+
+def history(epochs: int, shift: float) -> list[dict]:
+    return [
+        {"epoch": e, "train_loss": 1 / e + shift, "train_acc": 0.7 + shift * e / 10, "test_acc": 0.69 + shift}
+        for e in range(1, epochs + 1)
+    ]
+
+
+def counts(scale: int) -> list[list[int]]:
+    return [[(true * 7 + predicted * 3) % 11 * scale + (900 if true == predicted else 0) for predicted in range(10)]
+            for true in range(10)]  # fmt: skip
+
+
+def test_reused_figures_give_the_bytes_of_fresh_ones():
+    figures = plots.JobFigures(CLASSES)
+    jobs = [(history(10, 0.0), counts(3)), (history(3, 0.05), counts(40)), (history(10, 0.1), counts(1))]
+    drawn = [figures.pngs(*job) for job in jobs]
+    for (curves, confusion), pngs in zip(jobs, drawn, strict=True):
+        assert pngs["learning_curves.png"] == plots.png(plots.learning_curves(curves))
+        assert pngs["confusion_matrix.png"] == plots.png(plots.confusion_matrix(confusion, CLASSES))
+    assert len({pngs["confusion_matrix.png"] for pngs in drawn}) == 3  # each job's own numbers
+    assert figures.confusion.axes[0].texts[0].get_text() == str(counts(1)[0][0])
