@@ -7,10 +7,13 @@ doubled the plotting time of every job. This module does not import torch, so th
 draw a sweep's figures without it.
 """
 
+import ctypes
 import functools
 import io
 import itertools
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 ACCURACIES = ("train_acc", "test_acc")
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def learning_curves(history: list[dict]) -> Figure:
@@ -175,6 +179,14 @@ def png_of(draw: Callable[..., Figure], *args) -> bytes:
     return png(draw(*args))
 
 
+def die_with_parent(parent: int) -> None:
+    """A worker's first act: ask Linux to kill it when its parent dies. A forked worker holds its own copy of
+    the pipe it reads tasks from, so after a `kill -9` of the sweep it would wait for a task forever."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 @contextmanager
 def drawing(workers: int) -> Iterator[Callable]:
     """A map() that draws figures in `workers` forked processes, at once, so that the other cores draw while
@@ -183,5 +195,6 @@ def drawing(workers: int) -> Iterator[Callable]:
     if workers == 0:
         yield map
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, fork, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         yield pool.map
