@@ -90,6 +90,23 @@ def test_models_in_lockstep_get_the_numbers_they_get_alone(fashion_mnist):
     assert len({result.final["train_loss"] for result in together}) >= 4
 
 
+def test_learning_rates_and_optimizers_mixed_within_and_across_seeds_stay_each_models_own(fashion_mnist):
+    """Models that step alike share an optimizer's parameter group, across seeds where their rows agree: two
+    learning rates per optimizer for seed 0, the other way round for seed 1, and a seed with one model only."""
+    combos = [
+        (f"optimizer={optimizer}", f"lr={lr if seed == 0 else 0.15 - lr}", f"seed={seed}", f"labels={labels}")
+        for seed in (0, 1)
+        for optimizer in ("scratch", "torch")
+        for lr in (0.05, 0.1)
+        for labels in ("hard", "soft")
+    ] + [("lr=0.2", "seed=2", "labels=soft")]
+    together = train([compose_config(*QUICK, *combo) for combo in combos], fashion_mnist)
+    for combo, result in zip(combos, together, strict=True):
+        assert_same_metrics([vars(m) for m in result.history], history(fashion_mnist, *QUICK, *combo))
+    # Each seed x lr x labels its own numbers (the two optimizers' are equal but for rounding).
+    assert len({result.final["train_loss"] for result in together}) >= 2 * 2 * 2 + 1
+
+
 def test_models_that_cannot_step_together_are_refused(fashion_mnist):
     with pytest.raises(ValueError, match="must agree on batch_size"):
         train([compose_config(*QUICK), compose_config(*QUICK, "batch_size=128")], fashion_mnist)
