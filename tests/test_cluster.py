@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -111,11 +112,12 @@ def training_run(uri: str, launcher: subprocess.Popen, timeout: float = 180):
     raise AssertionError(f"no job trained within {timeout} s")
 
 
-def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True):
+def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True, launcher_only: bool = False):
     """Start a sweep of long jobs, and once one of them trains, press Ctrl-C: a terminal sends SIGINT to its
     foreground process group, here the launcher's own (with what it started itself). The sweep's runs after
-    the launcher has exited, and the one seen training. ended_by_job: the training job must have ended its
-    run itself, rather than the launcher sweeping it to KILLED as it exits."""
+    the launcher has exited. ended_by_job: the training job must have ended its run itself, rather than the
+    launcher sweeping it to KILLED as it exits. launcher_only: `kill` the launcher alone instead (SIGTERM),
+    as where the jobs run on other machines; every process it started must be gone once it has exited."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     command = [sys.executable, "-m", "softmax_exp", "-m", *args, "epochs=2000", "data.limit=2000",
                f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
@@ -123,9 +125,15 @@ def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True):
     launcher = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)  # fmt: skip
     training = training_run(uri, launcher)
-    os.killpg(launcher.pid, signal.SIGINT)
+    started = psutil.Process(launcher.pid).children(recursive=True)  # the jobs' processes, where they are local
+    if launcher_only:
+        launcher.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(launcher.pid, signal.SIGINT)
     output = launcher.communicate(timeout=120)[0]
     assert launcher.returncode == 130, output
+    _, still_running = psutil.wait_procs(started, timeout=5)
+    assert still_running == [], output
     _, parent, children = sweep_runs(uri)
     assert {r.info.status for r in [parent, *children]} == {"KILLED"}, output
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
@@ -144,7 +152,7 @@ def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path):
 
 def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", "lr=0.1,1e38", "seed=0,1", *QUICK,
+    result = run_cli(tmp_path, "-m", "hydra/launcher=slurm_local", "lr=0.1,1e38", "seed=0,1", *QUICK,
                      f"tracking.uri={uri}")  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Submitit 'local' sweep output dir" in result.stdout and "2 of 4 jobs failed" in result.stdout
@@ -157,8 +165,10 @@ def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
     assert len(list((tmp_path / "sweep").glob("*/softmax_exp.log"))) == 4
 
 
-def test_ctrl_c_on_a_submitit_local_sweep_ends_every_run_killed(tmp_path):
-    # submitit's local jobs are processes of the launcher's group: the signal reaches them too, and each races
-    # the launcher, which sweeps the runs still open to KILLED as it exits (seen both ways): either way, KILLED.
-    children = ctrl_c_once_training(tmp_path, "hydra/launcher=submitit_local", "lr=0.01", ended_by_job=False)
+def test_kill_of_a_submitit_launcher_alone_cancels_its_jobs_and_ends_every_run_killed(tmp_path):
+    # As on SLURM, where only the launcher hears Ctrl-C: the jobs' processes are out of the signal's reach, and
+    # the launcher cancels them (SIGINT, then SIGKILL a second later). The job may end its run first, or the
+    # launcher, which sweeps the runs still open to KILLED as it exits: either way, KILLED.
+    args = ("hydra/launcher=slurm_local", "lr=0.01")
+    children = ctrl_c_once_training(tmp_path, *args, ended_by_job=False, launcher_only=True)
     assert len(children) == 1

@@ -3,6 +3,7 @@
 Started once for the module on a loopback port, with eight students; every test talks to it over HTTP.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -10,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -125,30 +125,33 @@ def test_a_student_cannot_write_into_anothers_experiment_but_can_read_it(server,
 
 
 def sweeps_at_once(uri: str, folder: Path, passwords: dict[str, str | None]) -> tuple[dict[str, str], float]:
-    """Each student's sweep in a process of its own, all started at once against the server at `uri`: each
-    one's output (None where it failed), and the seconds until the last one ended."""
-    processes = {}
+    """Each student's sweep in a process of its own, all started at once against the server at `uri`
+    (tests/student_processes.py): the end of the output of each one that failed, and the seconds until the
+    last one ended."""
+    students = []
     for name, password in passwords.items():
         (folder / name).mkdir()
-        # Eight students' machines on these few cores: one thread each, or torch's spinning threads stall them all.
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
-        if password is not None:
-            env |= {"MLFLOW_TRACKING_USERNAME": name, "MLFLOW_TRACKING_PASSWORD": password}
-        command = [sys.executable, "-m", "softmax_exp", "-m", "hydra/launcher=vectorized", LOAD_GRID, *QUICK]
-        command += [f"tracking.uri={uri}", f"tracking.experiment={name}", f"hydra.sweep.dir={folder / name}/sweep"]
-        processes[name] = subprocess.Popen(command, cwd=folder / name, env=env, stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    start = time.monotonic()
+        args = ["-m", "hydra/launcher=vectorized", LOAD_GRID, *QUICK, f"tracking.uri={uri}",
+                f"tracking.experiment={name}", f"hydra.sweep.dir={folder / name}/sweep"]  # fmt: skip
+        credentials = {"MLFLOW_TRACKING_USERNAME": name, "MLFLOW_TRACKING_PASSWORD": password} if password else {}
+        students.append({"folder": str(folder / name), "env": credentials, "args": args})
+    (folder / "students.json").write_text(json.dumps(students))
+    # Eight students' machines on these few cores: one thread each, or torch's spinning threads stall them all.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_TRACKING_")}
+    env |= {"PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "tests.student_processes", str(folder / "students.json")]
+    processes = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, text=True,
+                                 start_new_session=True)  # fmt: skip
     try:
-        outputs = {name: process.communicate(timeout=LOAD_SECONDS)[0] for name, process in processes.items()}
+        ended = json.loads(processes.communicate(timeout=LOAD_SECONDS)[0])
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()  # SIGTERM would have it close its runs on a server about to stop, for minutes
-                process.wait()
-    return {name: outputs[name] if process.returncode == 0 else None for name, process in processes.items()}, (
-        time.monotonic() - start
-    )
+        if processes.poll() is None:
+            # SIGKILL: SIGTERM would have them close their runs on a server about to stop, for minutes
+            os.killpg(processes.pid, signal.SIGKILL)
+            processes.wait()
+    statuses = dict(zip(passwords, ended["statuses"], strict=True))
+    failed = {name: (folder / name / "output.txt").read_text()[-2000:] for name, code in statuses.items() if code}
+    return failed, ended["seconds"]
 
 
 def stored_in_full(client: MlflowClient, runs: list) -> list:
@@ -171,18 +174,18 @@ def stored_in_full(client: MlflowClient, runs: list) -> list:
 @pytest.mark.load  # over 3 minutes on 2 cores: not in the default run (pyproject.toml)
 def test_eight_students_sweeping_at_once_lose_no_run(server, tmp_path, monkeypatch):
     """The load test: eight sweeps of five jobs, each a student's own process, all against the server at once."""
-    outputs, seconds = sweeps_at_once(server.uri, tmp_path, server.passwords)
+    failed, seconds = sweeps_at_once(server.uri, tmp_path, server.passwords)
     sent = stored = 0
     parents = {}
-    for name in outputs:
+    for name in STUDENTS:
         client, runs = admin_runs(server, monkeypatch, name)
         # this sweep's, by its folder (student2's experiment holds a run of an earlier test)
         (parents[name],) = [r for r in runs if r.data.tags.get(SWEEP_DIR_TAG) == str(tmp_path / name / "sweep")]
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[name].info.run_id]
         sent += JOBS_PER_STUDENT
         stored += len(stored_in_full(client, children))
-    print(f"\nload test: {len(outputs)} students at once, runs sent {sent}, stored in full {stored}, {seconds:.0f} s")
-    assert [name for name, output in outputs.items() if output is None] == []
+    print(f"\nload test: {len(STUDENTS)} students at once, runs sent {sent}, stored in full {stored}, {seconds:.0f} s")
+    assert failed == {}
     assert {parent.info.status for parent in parents.values()} == {"FINISHED"}
     assert stored == sent == 40
 
@@ -192,11 +195,11 @@ def test_the_same_load_on_a_plain_sqlite_server_loses_no_run(tmp_path):
     """The comparison: the same eight sweeps against a plain `mlflow server` on SQLite (no accounts), as many
     workers as the class's server."""
     with plain_mlflow_server(tmp_path, workers=WORKERS) as uri:
-        outputs, seconds = sweeps_at_once(uri, tmp_path, dict.fromkeys(STUDENTS))
+        failed, seconds = sweeps_at_once(uri, tmp_path, dict.fromkeys(STUDENTS))
         client = MlflowClient(uri)
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
         children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
         stored = len(stored_in_full(client, children))
-    print(f"\nSQLite: {len(outputs)} students at once, runs sent 40, stored in full {stored}, {seconds:.0f} s")
-    assert [name for name, output in outputs.items() if output is None] == []
+    print(f"\nSQLite: {len(STUDENTS)} students at once, runs sent 40, stored in full {stored}, {seconds:.0f} s")
+    assert failed == {}
     assert stored == 40 and len(runs) == 48 and {r.info.status for r in runs} == {"FINISHED"}

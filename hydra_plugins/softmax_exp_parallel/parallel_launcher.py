@@ -19,14 +19,12 @@ import signal
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+
+from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +64,15 @@ class Worker:
     job: int | None = None  # index of the job it is running
 
 
-class ParallelLauncher(Launcher):
+class ParallelLauncher(SweepLauncher):
     def __init__(self, n_jobs: int = 2, threads: int | None = None) -> None:
+        super().__init__()
         self.n_jobs, self.threads = n_jobs, threads
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.task_function: TaskFunction | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         from joblib.externals import cloudpickle
 
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        self.start_sweep()
         workers = max(1, min(self.n_jobs, len(job_overrides)))
         threads = self.threads or max(1, (os.cpu_count() or 1) // workers)
         log.info(f"Parallel launcher: {len(job_overrides)} jobs in {workers} worker processes of {threads} thread(s)")

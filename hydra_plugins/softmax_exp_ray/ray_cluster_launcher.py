@@ -13,38 +13,29 @@ when a sweep is launched, and only where the `cluster` extra is installed.
 """
 
 import logging
-from pathlib import Path
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
+from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import DictConfig, open_dict
+
+from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 
 log = logging.getLogger(__name__)
 
 CANCEL_SECONDS = 60  # for the cancelled jobs to end their runs; those it cannot reach are ended by the launcher
 
 
-class RayClusterLauncher(Launcher):
+class RayClusterLauncher(SweepLauncher):
     def __init__(self, ray: DictConfig) -> None:
+        super().__init__()
         self.ray_cfg = ray  # the plugin's schema: ray.init and ray.remote
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.task_function: TaskFunction | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         """As the plugin's launch: each job's config built here, and run on Ray by the plugin's own task."""
         import ray
         from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
 
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        sweep_dir = self.start_sweep()
         log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
         start_ray(self.ray_cfg.init)
         tasks = []

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override, setup_globals
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus, env_override
 from hydra.errors import HydraException
-from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 
 log = logging.getLogger(__name__)
 
@@ -109,24 +110,20 @@ class SweepConfigs:
         return getattr(self.loader, name)
 
 
-class VectorizedLauncher(Launcher):
+class VectorizedLauncher(SweepLauncher):
     def __init__(self) -> None:
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.task_function: TaskFunction | None = None
+        super().__init__()
         self.configs: SweepConfigs | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.configs = SweepConfigs(hydra_context.config_loader)
         hydra_context.config_loader = self.configs  # the sweeper shares this context: its checks now keep them
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         from softmax_exp.jobs import run_jobs  # torch and MLflow: only once a sweep is launched
 
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        self.start_sweep()
         log.info(f"Vectorized launcher: {len(job_overrides)} jobs in this process, trained in lock-step")
         saved_hydra_config = HydraConfig.instance().cfg
         prepared = []

@@ -1,0 +1,1 @@
+"""What softmax_exp's launcher plugins share (no launcher of its own)."""

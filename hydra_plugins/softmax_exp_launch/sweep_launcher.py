@@ -1,0 +1,29 @@
+"""The start every softmax_exp launcher shares with Hydra's own: what setup() is given, kept; and before the
+jobs, Hydra's globals, its logging, and the sweep's folder."""
+
+from pathlib import Path
+
+from hydra.core.utils import configure_log, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class SweepLauncher(Launcher):
+    """A launcher still to write its launch(), which calls start_sweep() first."""
+
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def start_sweep(self) -> Path:
+        """As Hydra's basic launcher starts a sweep; the sweep's folder, created."""
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        return sweep_dir
