@@ -74,8 +74,10 @@ def sweep_runs(uri: str):
     return client, parent, children
 
 
-def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(ray_cluster, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(
+    ray_cluster, tmp_path, store
+):
+    uri = store
     ray = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
     # Three jobs on two cores: one of Ray's two workers runs a second job after its first.
     result = run_cli(tmp_path, *ray, "lr=0.05,0.1,1e38", *QUICK, f"tracking.uri={uri}")
@@ -111,12 +113,11 @@ def training_run(uri: str, launcher: subprocess.Popen, timeout: float = 180):
     raise AssertionError(f"no job trained within {timeout} s")
 
 
-def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True):
+def ctrl_c_once_training(tmp_path: Path, uri: str, *args: str, ended_by_job: bool = True):
     """Start a sweep of long jobs, and once one of them trains, press Ctrl-C: a terminal sends SIGINT to its
     foreground process group, here the launcher's own (with what it started itself). The sweep's runs after
     the launcher has exited, and the one seen training. ended_by_job: the training job must have ended its
     run itself, rather than the launcher sweeping it to KILLED as it exits."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
     command = [sys.executable, "-m", "softmax_exp", "-m", *args, "epochs=2000", "data.limit=2000",
                f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
@@ -135,15 +136,15 @@ def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True):
     return children
 
 
-def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path):
+def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path, store):
     # The jobs run in Ray's workers, children of `ray start`, out of the signal's reach: the launcher cancels them.
     ray = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    children = ctrl_c_once_training(tmp_path, *ray, "lr=0.01,0.05,0.1,0.2")
+    children = ctrl_c_once_training(tmp_path, store, *ray, "lr=0.01,0.05,0.1,0.2")
     assert 1 <= len(children) <= 2  # 2 cores: two jobs were running, two waiting, and those never started
 
 
-def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path, store):
+    uri = store
     # Two jobs: submitit starts every job at once, each a process importing torch, on 2 cores.
     result = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", "lr=0.1,1e38", *QUICK, f"tracking.uri={uri}")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -156,8 +157,8 @@ def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
     assert len(list((tmp_path / "sweep").glob("*/softmax_exp.log"))) == 2
 
 
-def test_ctrl_c_on_a_submitit_local_sweep_ends_every_run_killed(tmp_path):
+def test_ctrl_c_on_a_submitit_local_sweep_ends_every_run_killed(tmp_path, store):
     # submitit's local jobs are processes of the launcher's group: the signal reaches them too, and each races
     # the launcher, which sweeps the runs still open to KILLED as it exits (seen both ways): either way, KILLED.
-    children = ctrl_c_once_training(tmp_path, "hydra/launcher=submitit_local", "lr=0.01", ended_by_job=False)
+    children = ctrl_c_once_training(tmp_path, store, "hydra/launcher=submitit_local", "lr=0.01", ended_by_job=False)
     assert len(children) == 1

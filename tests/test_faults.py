@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,31 +19,13 @@ from omegaconf import OmegaConf
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.tracking import SWEEP_TAG
 
+from .conftest import copy_of
 from .test_store import start_cli
 
 
 def runs_of(uri: str) -> list:
     client = MlflowClient(uri)
     return client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id], max_results=100)
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """A store with MLflow's tables made and nothing in them. Each test starts from a copy: making the
-    tables costs each new store about 2 s of CPU, and none of these tests is about a new store."""
-    database = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{database}").search_experiments()
-    return database
-
-
-def copy_of(empty_store: Path, folder: Path) -> str:
-    """A copy made by SQLite's backup API: the store is in WAL mode, and its file alone may lack the last commits."""
-    with (
-        contextlib.closing(sqlite3.connect(empty_store)) as source,
-        contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as copy,
-    ):
-        source.backup(copy)
-    return f"sqlite:///{folder}/mlflow.db"
 
 
 def worker_running(process: subprocess.Popen, job_log: Path) -> psutil.Process | None:

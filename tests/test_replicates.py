@@ -92,8 +92,8 @@ def test_a_contrast_whose_interval_contains_zero_says_so():
     assert contrast["verdict"] == "the CI contains 0: no clear difference"
 
 
-def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the_contrast(tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the_contrast(tmp_path, store, capsys):
+    uri = store
     sweep = ("-m", "hydra/launcher=vectorized", "labels=hard,soft", "seed=0,1,2", "epochs=1", "data.limit=2000")
     result = run_cli(tmp_path, *sweep, f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -17,17 +17,17 @@ from softmax_exp.labels import build_targets, smooth
 from softmax_exp.teacher import load_teacher
 from softmax_exp.tracking import JobInfo
 
-from .conftest import compose_config, run_cli
+from .conftest import compose_config, copy_of, run_cli
 
 CPU = torch.device("cpu")
 QUICK = ("epochs=1", "data.limit=3000")
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory):
+def teacher_run(tmp_path_factory, empty_store):
     """A teacher trained as `python -m softmax_exp` trains it, in this process (2 epochs), logged at
     runs:/<id>/model. The CLI's own run: tests/test_tracking.py."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('teacher')}/mlflow.db"
+    uri = copy_of(empty_store, tmp_path_factory.mktemp("teacher"))
     (result,) = run_jobs([job("epochs=2", "data.limit=5000", f"tracking.uri={uri}", "tracking.experiment=teachers")])
     assert result["status"] == "FINISHED", result
     client = MlflowClient(uri)
@@ -129,8 +129,8 @@ def test_a_student_run_records_its_teacher_and_its_noise(teacher_run):
     assert run.data.metrics["labels_changed"] == 600
 
 
-def test_a_bad_teacher_fails_the_run_before_any_training(tmp_path: Path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_bad_teacher_fails_the_run_before_any_training(tmp_path: Path, store):
+    uri = store
     bad = "runs:/0123456789abcdef0123456789abcdef/model"
     result = run_cli(tmp_path, *QUICK, "labels=teacher", f"labels.teacher={bad}", f"tracking.uri={uri}")
     assert result.returncode == 1

@@ -26,7 +26,7 @@ from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.jobs import Job, run_jobs
 from softmax_exp.tracking import SWEEP_TAG, JobInfo
 
-from .conftest import compose_config, free_port, run_cli
+from .conftest import compose_config, copy_of, free_port, run_cli
 
 QUICK = ("epochs=2", "data.limit=5000")
 
@@ -146,10 +146,10 @@ def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
 
 
 @pytest.fixture(scope="module")
-def overflow_sweep(tmp_path_factory):
+def overflow_sweep(tmp_path_factory, empty_store):
     """experiment=overflow on Hydra's basic launcher, a sweep's default: the naive job diverges, two finish."""
     folder = tmp_path_factory.mktemp("overflow")
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = copy_of(empty_store, folder)
     quick = ("hydra/launcher=basic", "epochs=2", "data.limit=3000")
     result = run_cli(folder, "-m", "experiment=overflow", *quick, f"tracking.uri={uri}")
     client, runs = runs_of(uri)
@@ -212,18 +212,17 @@ def test_a_sweeps_parent_run_sums_up_its_jobs_and_the_report_prints_them(overflo
     assert table[-1].startswith("n = 1 for every configuration")
 
 
-def test_bad_data_fails_the_run_with_the_reason(tmp_path):
+def test_bad_data_fails_the_run_with_the_reason(tmp_path, store):
     data_root = tmp_path / "broken"
     data_root.mkdir()
     (data_root / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
     shutil.copy(DEBIAN_ROOT / "train-labels-idx1-ubyte.gz", data_root)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, f"data.root={data_root}", f"tracking.uri={uri}")
+    result = run_cli(tmp_path, f"data.root={data_root}", f"tracking.uri={store}")
     assert result.returncode == 1
     assert f"error: cannot read {data_root}/train-images-idx3-ubyte.gz" in result.stdout
     assert "apt-get install -y dataset-fashion-mnist" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
-    _, runs = runs_of(uri)
+    _, runs = runs_of(store)
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "train-images-idx3-ubyte.gz" in runs[0].data.tags["error"]
 

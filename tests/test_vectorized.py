@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from softmax_exp.data import to_unit_interval
 from softmax_exp.tracking import SWEEP_TAG
 
-from .conftest import run_cli
+from .conftest import copy_of, run_cli
 
 SMALL = ("epochs=2", "data.limit=3000")
 # Each loss x labels combination and two seeds, with the hand-written optimizer (the other sweeps here use
@@ -26,8 +26,8 @@ GRID = ("loss=scratch,torch", "optimizer=scratch", "labels=hard,soft", "seed=0,1
 HISTORY_KEYS = ("train_loss", "train_acc", "test_acc", "epoch_seconds")
 
 
-def sweep(folder: Path, launcher: str, *overrides: str) -> SimpleNamespace:
-    uri = f"sqlite:///{folder}/mlflow.db"
+def sweep(folder: Path, empty_store: Path, launcher: str, *overrides: str) -> SimpleNamespace:
+    uri = copy_of(empty_store, folder)
     result = run_cli(folder, "-m", f"hydra/launcher={launcher}", *overrides, *SMALL, f"tracking.uri={uri}")
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id], max_results=100)
@@ -45,13 +45,13 @@ def histories(run_sweep: SimpleNamespace) -> dict[str, dict[str, list[float]]]:
 
 
 @pytest.fixture(scope="module")
-def vectorized(tmp_path_factory):
-    return sweep(tmp_path_factory.mktemp("vectorized"), "vectorized", *GRID)
+def vectorized(tmp_path_factory, empty_store):
+    return sweep(tmp_path_factory.mktemp("vectorized"), empty_store, "vectorized", *GRID)
 
 
 @pytest.fixture(scope="module")
-def one_by_one(tmp_path_factory):
-    return sweep(tmp_path_factory.mktemp("basic"), "basic", *GRID)
+def one_by_one(tmp_path_factory, empty_store):
+    return sweep(tmp_path_factory.mktemp("basic"), empty_store, "basic", *GRID)
 
 
 def test_the_launcher_is_found_by_hydras_plugin_scan_from_the_installed_package(tmp_path):
@@ -134,8 +134,8 @@ def test_output_folders_are_laid_out_as_the_basic_launcher_lays_them_out(vectori
         assert f"num: {job}\n" in hydra_yaml and f"output_dir: {vectorized.dir / job}\n" in hydra_yaml
 
 
-def test_an_invalid_job_and_a_diverging_job_fail_alone(tmp_path):
-    failing = sweep(tmp_path, "vectorized", "lr=0.1,-1,1e38", "seed=0,1")
+def test_an_invalid_job_and_a_diverging_job_fail_alone(tmp_path, empty_store):
+    failing = sweep(tmp_path, empty_store, "vectorized", "lr=0.1,-1,1e38", "seed=0,1")
     output = failing.result.stdout + failing.result.stderr
     assert failing.result.returncode == 1 and "Traceback" not in output
     status = {name: run.info.status for name, run in failing.children.items()}
@@ -154,9 +154,9 @@ def test_an_invalid_job_and_a_diverging_job_fail_alone(tmp_path):
     assert "RUNNING" not in {r.info.status for r in failing.runs}
 
 
-def test_ctrl_c_ends_every_run_killed(tmp_path):
+def test_ctrl_c_ends_every_run_killed(tmp_path, store):
     """(SIGTERM ends in the same handler: tests/test_faults.py sends it to the other launchers.)"""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = store
     command = [sys.executable, "-m", "softmax_exp", "-m", "hydra/launcher=vectorized", "lr=0.1,0.05,0.01"]
     command += ["epochs=500", "data.limit=3000", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
