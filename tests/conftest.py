@@ -1,8 +1,10 @@
 """Shared fixtures: the real Fashion-MNIST (Debian's copy), Hydra composition, and the real CLI."""
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize
+from mlflow.tracking import MlflowClient
 
 from softmax_exp import data
 from softmax_exp.config import PROJECT_ROOT
@@ -34,10 +37,30 @@ def compose_config(*overrides: str):
         return compose(config_name="config", overrides=list(overrides))
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """A store with MLflow's tables made and nothing in them. Tests start from a copy: making the tables
+    costs each new store 1-2 s of CPU in the process that opens it first, and few tests are about a new
+    store (those make their own: tests/test_store.py, the WAL test in tests/test_tracking.py)."""
+    database = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{database}").search_experiments()
+    return database
+
+
+def copy_of(empty_store: Path, folder: Path) -> str:
+    """A copy made by SQLite's backup API: the store is in WAL mode, and its file alone may lack the last commits."""
+    with (
+        contextlib.closing(sqlite3.connect(empty_store)) as source,
+        contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as copy,
+    ):
+        source.backup(copy)
+    return f"sqlite:///{folder}/mlflow.db"
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    """A fresh local MLflow store (SQLite) in the test's own folder."""
-    return f"sqlite:///{tmp_path}/mlflow.db"
+def store(tmp_path: Path, empty_store: Path) -> str:
+    """A local MLflow store (SQLite) in the test's own folder, with nothing in it yet."""
+    return copy_of(empty_store, tmp_path)
 
 
 def run_cli(

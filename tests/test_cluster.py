@@ -75,19 +75,21 @@ def sweep_runs(uri: str):
     return client, parent, children
 
 
-def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(ray_cluster, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(
+    ray_cluster, tmp_path, store
+):
+    uri = store
     ray = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    result = run_cli(tmp_path, *ray, "lr=0.05,0.1,1e38", "seed=0,1", *QUICK, f"tracking.uri={uri}")
+    # Three jobs on two cores: one of Ray's two workers runs a second job after its first.
+    result = run_cli(tmp_path, *ray, "lr=0.05,0.1,1e38", *QUICK, f"tracking.uri={uri}")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Ray Launcher is launching 6 jobs" in result.stdout
-    assert "2 of 6 jobs failed (lr=1e+38" in result.stdout
+    assert "Ray Launcher is launching 3 jobs" in result.stdout
+    assert "1 of 3 jobs failed (lr=1e+38" in result.stdout
     client, parent, children = sweep_runs(uri)
-    assert len(children) == 6 and parent.info.status == "FINISHED"
+    assert len(children) == 3 and parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    status = {(r.data.params["lr"], r.data.params["seed"]): r.info.status for r in children}
-    assert status == {(lr, seed): "FAILED" if lr == "1e+38" else "FINISHED"
-                      for lr in ("0.05", "0.1", "1e+38") for seed in ("0", "1")}  # fmt: skip
+    status = {r.data.params["lr"]: r.info.status for r in children}
+    assert status == {"0.05": "FINISHED", "0.1": "FINISHED", "1e+38": "FAILED"}
     for run in children:  # trained and logged on a worker: history, figures and the job's own log
         assert run.data.tags["mlflow.user"] and "SOFTMAX_EXP" not in str(run.data.tags)
         if run.info.status == "FAILED":
@@ -112,13 +114,12 @@ def training_run(uri: str, launcher: subprocess.Popen, timeout: float = 180):
     raise AssertionError(f"no job trained within {timeout} s")
 
 
-def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True, launcher_only: bool = False):
+def ctrl_c_once_training(tmp_path: Path, uri: str, *args: str, ended_by_job: bool = True, launcher_only: bool = False):
     """Start a sweep of long jobs, and once one of them trains, press Ctrl-C: a terminal sends SIGINT to its
     foreground process group, here the launcher's own (with what it started itself). The sweep's runs after
     the launcher has exited. ended_by_job: the training job must have ended its run itself, rather than the
     launcher sweeping it to KILLED as it exits. launcher_only: `kill` the launcher alone instead (SIGTERM),
     as where the jobs run on other machines; every process it started must be gone once it has exited."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
     command = [sys.executable, "-m", "softmax_exp", "-m", *args, "epochs=2000", "data.limit=2000",
                f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
@@ -143,32 +144,31 @@ def ctrl_c_once_training(tmp_path: Path, *args: str, ended_by_job: bool = True, 
     return children
 
 
-def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path):
+def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path, store):
     # The jobs run in Ray's workers, children of `ray start`, out of the signal's reach: the launcher cancels them.
     ray = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    children = ctrl_c_once_training(tmp_path, *ray, "lr=0.01,0.05,0.1,0.2")
+    children = ctrl_c_once_training(tmp_path, store, *ray, "lr=0.01,0.05,0.1,0.2")
     assert 1 <= len(children) <= 2  # 2 cores: two jobs were running, two waiting, and those never started
 
 
-def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, "-m", "hydra/launcher=slurm_local", "lr=0.1,1e38", "seed=0,1", *QUICK,
-                     f"tracking.uri={uri}")  # fmt: skip
+def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path, store):
+    uri = store
+    # Two jobs: submitit starts every job at once, each a process importing torch, on 2 cores.
+    result = run_cli(tmp_path, "-m", "hydra/launcher=slurm_local", "lr=0.1,1e38", *QUICK, f"tracking.uri={uri}")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "Submitit 'local' sweep output dir" in result.stdout and "2 of 4 jobs failed" in result.stdout
+    assert "Submitit 'local' sweep output dir" in result.stdout and "1 of 2 jobs failed" in result.stdout
     _, parent, children = sweep_runs(uri)
-    assert len(children) == 4 and {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    status = {(r.data.params["lr"], r.data.params["seed"]): r.info.status for r in children}
-    assert status == {(lr, seed): "FAILED" if lr == "1e+38" else "FINISHED"
-                      for lr in ("0.1", "1e+38") for seed in ("0", "1")}  # fmt: skip
+    assert len(children) == 2 and {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert {r.data.params["lr"]: r.info.status for r in children} == {"0.1": "FINISHED", "1e+38": "FAILED"}
+    assert parent.info.status == "FINISHED"
     # each job ran in a process of its own, in its own folder
-    assert len(list((tmp_path / "sweep").glob("*/softmax_exp.log"))) == 4
+    assert len(list((tmp_path / "sweep").glob("*/softmax_exp.log"))) == 2
 
 
-def test_kill_of_a_submitit_launcher_alone_cancels_its_jobs_and_ends_every_run_killed(tmp_path):
+def test_kill_of_a_submitit_launcher_alone_cancels_its_jobs_and_ends_every_run_killed(tmp_path, store):
     # As on SLURM, where only the launcher hears Ctrl-C: the jobs' processes are out of the signal's reach, and
     # the launcher cancels them (SIGINT, then SIGKILL a second later). The job may end its run first, or the
     # launcher, which sweeps the runs still open to KILLED as it exits: either way, KILLED.
     args = ("hydra/launcher=slurm_local", "lr=0.01")
-    children = ctrl_c_once_training(tmp_path, *args, ended_by_job=False, launcher_only=True)
+    children = ctrl_c_once_training(tmp_path, store, *args, ended_by_job=False, launcher_only=True)
     assert len(children) == 1

@@ -74,13 +74,18 @@ def test_named_experiments_run_on_the_vectorized_launcher(experiment):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_job_of_every_named_experiment_composes_and_validates(experiment):
-    """The jobs as Hydra's sweeper expands them, each composed with its overrides and checked by the schema."""
+    """The jobs as Hydra's sweeper expands them, each composed with its overrides and checked by the schema.
+    Jobs that differ only in their seed (any int, to the schema) compose alike: each is composed once, with
+    its first seed (a composition costs ~0.1 s, and the grid alone has 60 jobs)."""
     jobs = sweep_jobs(experiment)
+    assert len(jobs) == {"grid": 60, "lr_sweep": 25, "overflow": 3, "label_noise": 45, "distill": 40}[experiment]
+    configurations = {}
+    for job in jobs:
+        configurations.setdefault(tuple(o for o in job if not o.startswith("seed=")), job)
     extra = [TEACHER] if experiment == "distill" else []
     with initialize(version_base="1.3", config_path="../conf"):
-        for job in jobs:
+        for job in configurations.values():
             validate(compose("config", overrides=[f"experiment={experiment}", *extra, *job]))
-    assert len(jobs) == {"grid": 60, "lr_sweep": 25, "overflow": 3, "label_noise": 45, "distill": 40}[experiment]
 
 
 def test_the_overflow_experiment_feeds_raw_pixels_to_each_loss():
@@ -202,7 +207,6 @@ def test_cuda_without_a_gpu_is_refused():
     [
         (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
         (["loss=foo"], "Could not find 'loss/foo'"),
-        (["+lrr=0.05"], "error: lrr is not a key of the config (did you mean lr?)"),
         (["-m", "+lrr=0.05", "lr=0.1,0.2"], "error: lrr is not a key of the config (did you mean lr?)"),
     ],
 )

@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,31 +19,13 @@ from omegaconf import OmegaConf
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.tracking import SWEEP_TAG
 
+from .conftest import copy_of
 from .test_store import start_cli
 
 
 def runs_of(uri: str) -> list:
     client = MlflowClient(uri)
     return client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id], max_results=100)
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """A store with MLflow's tables made and nothing in them. Each test starts from a copy: making the
-    tables costs each new store about 2 s of CPU, and none of these tests is about a new store."""
-    database = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{database}").search_experiments()
-    return database
-
-
-def copy_of(empty_store: Path, folder: Path) -> str:
-    """A copy made by SQLite's backup API: the store is in WAL mode, and its file alone may lack the last commits."""
-    with (
-        contextlib.closing(sqlite3.connect(empty_store)) as source,
-        contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as copy,
-    ):
-        source.backup(copy)
-    return f"sqlite:///{folder}/mlflow.db"
 
 
 def worker_running(process: subprocess.Popen, job_log: Path) -> psutil.Process | None:
@@ -73,6 +54,7 @@ def test_a_killed_worker_fails_its_job_alone_and_the_sweep_goes_on(tmp_path, emp
     output = "".join(lines) + process.communicate(timeout=180)[0]
     assert worker is not None, output
     assert process.returncode == 1, output
+    assert "Parallel launcher: 2 jobs in 2 worker processes of 1 thread(s)" in output
     assert re.search(r"#0 epochs=30 .*: error: its worker process died \(killed by SIGKILL\)", output), output
     assert "error: 1 of 2 jobs failed (epochs=30,data.limit=1000)" in output
     assert "Traceback" not in output
@@ -86,7 +68,7 @@ def test_a_killed_worker_fails_its_job_alone_and_the_sweep_goes_on(tmp_path, emp
 
 
 def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_run_killed(tmp_path, empty_store):
-    """(The vectorized launcher's Ctrl-C and SIGTERM: tests/test_vectorized.py; Ctrl-C here: test_tracking.py.)"""
+    """(Ctrl-C of the vectorized launcher: tests/test_vectorized.py; both signals end in the same handler.)"""
     uri = copy_of(empty_store, tmp_path)
     sweep = ("-m", "hydra/launcher=two_at_a_time", "lr=0.1,0.2", "epochs=500", "data.limit=1000")
     process = start_cli(tmp_path, *sweep, f"tracking.uri={uri}")
@@ -102,26 +84,27 @@ def test_sigterm_of_the_launching_process_stops_the_workers_and_ends_every_open_
     assert psutil.wait_procs(workers, timeout=10)[1] == []  # no worker left behind
 
 
-def test_sigterm_or_ctrl_c_of_a_sweep_on_the_basic_launcher_ends_every_open_run_killed(tmp_path, empty_store):
+def test_sigterm_of_a_sweep_on_the_basic_launcher_and_ctrl_c_of_a_single_run_end_every_open_run_killed(
+    tmp_path, empty_store
+):
     """Hydra's basic launcher runs the jobs in the launching process: the open job's run and the sweep's."""
     started = {}
-    for stop in (signal.SIGTERM, signal.SIGINT):  # both at once: each spends its first seconds importing
-        folder = tmp_path / stop.name
+    cases = {"sweep": (signal.SIGTERM, ("-m", "lr=0.1,0.2")), "single run": (signal.SIGINT, ())}
+    for case, (stop, mode) in cases.items():  # both at once: each spends its first seconds importing
+        folder = tmp_path / case.replace(" ", "_")
         folder.mkdir()
         uri = copy_of(empty_store, folder)
-        started[stop] = (
-            uri,
-            start_cli(folder, "-m", "lr=0.1,0.2", "epochs=500", "data.limit=1000", f"tracking.uri={uri}"),
-        )
-    for stop, (uri, process) in started.items():
+        started[case] = (stop, uri, start_cli(folder, *mode, "epochs=500", "data.limit=1000", f"tracking.uri={uri}"))
+    for case, (stop, uri, process) in started.items():
         for line in process.stdout:
             if line.startswith("epoch   1"):  # the first job's run is open and training
                 break
         process.send_signal(stop)
         output = process.communicate(timeout=60)[0]
-        assert process.returncode == 130, output
+        assert process.returncode == 130, f"{case}: {output}"
         statuses = sorted((bool(run.data.tags.get(SWEEP_TAG)), run.info.status) for run in runs_of(uri))
-        assert statuses == [(False, "KILLED"), (True, "KILLED")], f"{stop.name}: {statuses}"
+        expected = [(False, "KILLED"), (True, "KILLED")] if case == "sweep" else [(False, "KILLED")]
+        assert statuses == expected, f"{case}: {statuses}"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from softmax_exp import replicates
+from softmax_exp import replicates, report
 from softmax_exp.tracking import SWEEP_TAG
 from tests.conftest import run_cli
 
@@ -92,8 +92,8 @@ def test_a_contrast_whose_interval_contains_zero_says_so():
     assert contrast["verdict"] == "the CI contains 0: no clear difference"
 
 
-def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the_contrast(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the_contrast(tmp_path, store, capsys):
+    uri = store
     sweep = ("-m", "hydra/launcher=vectorized", "labels=hard,soft", "seed=0,1,2", "epochs=1", "data.limit=2000")
     result = run_cli(tmp_path, *sweep, f"tracking.uri={uri}")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -131,14 +131,15 @@ def test_a_sweep_with_seeds_sums_up_each_configuration_with_its_interval_and_the
     assert "best configuration: " + best["group"] in result.stdout + result.stderr
     assert "contrast: labels soft - hard: " in result.stdout + result.stderr
 
-    report = run_cli(tmp_path, "--uri", uri, module="softmax_exp.report")
-    assert report.returncode == 0, report.stderr
-    lines = report.stdout.splitlines()
+    # The report in this process: its own command line is run in tests/test_tracking.py.
+    assert report.main(["--uri", uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:3] == ["configuration", "n", "failed"]
     assert lines[2].startswith(best["group"]) and f"{float(best['test_acc_mean']):.4f} ± " in lines[2]
     assert any(line.strip().startswith("labels soft - hard: ") and "3 pairs" in line for line in lines)
-    per_job = run_cli(tmp_path, "--uri", uri, "--jobs", module="softmax_exp.report")
-    assert per_job.stdout.splitlines()[1].split()[0] == "run_name" and len(per_job.stdout.splitlines()) == 8
+    assert report.main(["--uri", uri, "--jobs"]) == 0
+    per_job = capsys.readouterr().out.splitlines()
+    assert per_job[1].split()[0] == "run_name" and len(per_job) == 8
 
 
 def test_a_contrast_is_also_given_within_each_value_of_what_else_the_sweep_varies():

@@ -1,4 +1,4 @@
-"""Soft labels from a real teacher: a model trained through the CLI into a real MLflow store, then loaded by URI."""
+"""Soft labels from a real teacher: a model trained by the job function into a real MLflow store, loaded by URI."""
 
 import re
 from pathlib import Path
@@ -12,25 +12,31 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from softmax_exp.errors import TeacherError
+from softmax_exp.jobs import Job, run_jobs
 from softmax_exp.labels import build_targets, smooth
 from softmax_exp.teacher import load_teacher
+from softmax_exp.tracking import JobInfo
 
-from .conftest import compose_config, run_cli
+from .conftest import compose_config, copy_of, run_cli
 
 CPU = torch.device("cpu")
 QUICK = ("epochs=1", "data.limit=3000")
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory):
-    """A teacher trained by `python -m softmax_exp` (2 epochs) and logged at runs:/<id>/model."""
-    folder = tmp_path_factory.mktemp("teacher")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    result = run_cli(folder, "epochs=2", "data.limit=5000", f"tracking.uri={uri}", "tracking.experiment=teachers")
-    assert result.returncode == 0, result.stdout + result.stderr
+def teacher_run(tmp_path_factory, empty_store):
+    """A teacher trained as `python -m softmax_exp` trains it, in this process (2 epochs), logged at
+    runs:/<id>/model. The CLI's own run: tests/test_tracking.py."""
+    uri = copy_of(empty_store, tmp_path_factory.mktemp("teacher"))
+    (result,) = run_jobs([job("epochs=2", "data.limit=5000", f"tracking.uri={uri}", "tracking.experiment=teachers")])
+    assert result["status"] == "FINISHED", result
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
-    return SimpleNamespace(folder=folder, uri=uri, run=run, model_uri=f"runs:/{run.info.run_id}/model")
+    return SimpleNamespace(uri=uri, run=run, model_uri=f"runs:/{run.info.run_id}/model")
+
+
+def job(*overrides: str) -> Job:
+    return Job(compose_config(*overrides), JobInfo(overrides=list(overrides)))
 
 
 def teacher_cfg(model_uri: str, *overrides: str):
@@ -108,11 +114,11 @@ def test_an_unloadable_teacher_is_one_line(teacher_run, fashion_mnist, uri):
 
 def test_a_student_run_records_its_teacher_and_its_noise(teacher_run):
     uri = teacher_run.uri
-    result = run_cli(
-        teacher_run.folder, *QUICK, "labels=teacher", f"labels.teacher={teacher_run.model_uri}",
-        "data.label_noise=0.2", f"tracking.uri={uri}", "tracking.experiment=students",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    (result,) = run_jobs([job(
+        *QUICK, "labels=teacher", f"labels.teacher={teacher_run.model_uri}", "data.label_noise=0.2",
+        f"tracking.uri={uri}", "tracking.experiment=students",
+    )])  # fmt: skip
+    assert result["status"] == "FINISHED", result
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("students").experiment_id])
     assert run.info.status == "FINISHED"
@@ -123,8 +129,8 @@ def test_a_student_run_records_its_teacher_and_its_noise(teacher_run):
     assert run.data.metrics["labels_changed"] == 600
 
 
-def test_a_bad_teacher_fails_the_run_before_any_training(tmp_path: Path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_a_bad_teacher_fails_the_run_before_any_training(tmp_path: Path, store):
+    uri = store
     bad = "runs:/0123456789abcdef0123456789abcdef/model"
     result = run_cli(tmp_path, *QUICK, "labels=teacher", f"labels.teacher={bad}", f"tracking.uri={uri}")
     assert result.returncode == 1

@@ -5,7 +5,6 @@ import hashlib
 import json
 import math
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.jobs import Job, run_jobs
 from softmax_exp.tracking import SWEEP_TAG, JobInfo
 
-from .conftest import compose_config, free_port, run_cli
+from .conftest import compose_config, copy_of, free_port, run_cli
 
 QUICK = ("epochs=2", "data.limit=5000")
 
@@ -146,69 +145,34 @@ def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
     assert np.allclose(pyfunc.predict(batch[:5].numpy()), logits[:5].numpy())
 
 
-def test_a_2x2_multirun_is_one_parent_with_four_finished_children(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(
-        tmp_path, "-m", "loss=scratch,torch", "labels=hard,soft", "epochs=1", "data.limit=3000", f"tracking.uri={uri}"
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+@pytest.fixture(scope="module")
+def overflow_sweep(tmp_path_factory, empty_store):
+    """experiment=overflow on Hydra's basic launcher, a sweep's default: the naive job diverges, two finish."""
+    folder = tmp_path_factory.mktemp("overflow")
+    uri = copy_of(empty_store, folder)
+    quick = ("hydra/launcher=basic", "epochs=2", "data.limit=3000")
+    result = run_cli(folder, "-m", "experiment=overflow", *quick, f"tracking.uri={uri}")
     client, runs = runs_of(uri)
-    parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(parents) == 1 and len(children) == 4 and len(runs) == 5
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    assert {r.info.run_name for r in children} == {
-        f"loss={loss},labels={labels},epochs=1,data.limit=3000"
-        for loss in ("scratch", "torch")
-        for labels in ("hard", "soft")
-    }
-    parent = parents[0]
-    assert parent.data.params["loss"] == "scratch,torch" and parent.data.params["labels"] == "hard,soft"
-    best = max(children, key=lambda r: r.data.metrics["final_test_acc"])
-    assert parent.data.tags["best_job"] == best.info.run_name
-    assert parent.data.metrics["best_test_acc"] == best.data.metrics["final_test_acc"]
-    folder = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "parent")))
-    rows = list(csv.DictReader((folder / "sweep_results.csv").open()))
-    assert len(rows) == 4 and rows[0]["run_name"] == best.info.run_name
-    assert (folder / "test_acc_vs_lr.png").read_bytes()[:4] == b"\x89PNG"
-    runs_view = f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
-    assert f"sweep's runs: {runs_view} once the UI runs: " in result.stdout
-
-    report = run_cli(tmp_path, "--uri", uri, module="softmax_exp.report")
-    assert report.returncode == 0, report.stderr
-    table = report.stdout.splitlines()
-    assert table[1].split()[0] == "run_name"
-    assert table[2].startswith(best.info.run_name) and len(table) == 7
-    assert table[-1].startswith("n = 1 for every configuration")
-    assert f"{best.data.metrics['final_test_acc']:.4f}" in table[2]
+    (parent,) = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
+    jobs = {r.data.params["loss"]: r for r in runs if r is not parent}
+    return SimpleNamespace(folder=folder, uri=uri, result=result, client=client, parent=parent, jobs=jobs)
 
 
-def test_a_diverging_job_fails_alone_and_the_sweep_goes_on(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, "-m", "lr=1e38,0.1", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
-    assert result.returncode == 1
-    assert "error: training diverged at epoch 1" in result.stdout
-    assert "1 of 2 jobs failed (lr=1e+38" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
-    _, runs = runs_of(uri)
-    status = {r.info.run_name: r.info.status for r in runs if SWEEP_TAG not in r.data.tags}
-    assert status == {"lr=1e+38,epochs=1,data.limit=3000": "FAILED", "lr=0.1,epochs=1,data.limit=3000": "FINISHED"}
-    failed = next(r for r in runs if r.info.status == "FAILED")
-    assert "diverged" in failed.data.tags["error"]
-    assert "RUNNING" not in {r.info.status for r in runs}
-
-
-def test_the_overflow_experiment_fails_the_naive_job_naming_exp_overflow(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    quick = ("hydra/launcher=basic", "epochs=2", "data.limit=3000")  # one process: the launcher is not under test
-    result = run_cli(tmp_path, "-m", "experiment=overflow", *quick, f"tracking.uri={uri}")
+def test_the_overflow_experiment_fails_the_naive_job_alone_naming_exp_overflow(overflow_sweep):
+    result, client, parent, jobs = (
+        overflow_sweep.result,
+        overflow_sweep.client,
+        overflow_sweep.parent,
+        overflow_sweep.jobs,
+    )
     assert result.returncode == 1
     assert "error: training diverged at epoch 1: train_loss=nan, from exp overflow in the unshifted softmax" in (
         result.stdout
     )
     assert "1 of 3 jobs failed (loss=naive,data.pixel_scale=255" in result.stdout and "Joblib" not in result.stdout
-    client, runs = runs_of(uri)
-    jobs = {r.data.params["loss"]: r for r in runs if SWEEP_TAG not in r.data.tags}
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (parent.info.run_name, parent.info.status) == ("experiment=overflow", "FINISHED")
+    assert {r.data.tags["mlflow.parentRunId"] for r in jobs.values()} == {parent.info.run_id}
     assert {loss: r.info.status for loss, r in jobs.items()} == {
         "naive": "FAILED", "scratch": "FINISHED", "torch": "FINISHED"
     }  # fmt: skip
@@ -222,69 +186,45 @@ def test_the_overflow_experiment_fails_the_naive_job_naming_exp_overflow(tmp_pat
         assert len(losses) == 2 and all(math.isfinite(m.value) for m in losses)
 
 
-def test_bad_data_fails_the_run_with_the_reason(tmp_path):
+def test_a_sweeps_parent_run_sums_up_its_jobs_and_the_report_prints_them(overflow_sweep, tmp_path):
+    client, parent, jobs = overflow_sweep.client, overflow_sweep.parent, overflow_sweep.jobs
+    assert parent.data.params["loss"] == "naive,scratch,torch" and parent.data.params["data.pixel_scale"] == "255"
+    assert parent.data.params["epochs"] == "2" and parent.data.metrics["jobs_failed"] == 1
+    finished = (jobs["scratch"], jobs["torch"])  # the two may tie: the stable softmaxes train alike
+    (best,) = [r for r in finished if r.info.run_name == parent.data.tags["best_job"]]
+    best_test_acc = max(r.data.metrics["final_test_acc"] for r in finished)
+    assert parent.data.metrics["best_test_acc"] == best.data.metrics["final_test_acc"] == best_test_acc
+    folder = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "parent")))
+    rows = list(csv.DictReader((folder / "sweep_results.csv").open()))
+    assert [row["run_name"] for row in rows][0] == best.info.run_name and len(rows) == 3
+    assert rows[-1]["status"] == "FAILED" and rows[-1]["run_name"] == jobs["naive"].info.run_name
+    assert (folder / "test_acc_vs_lr.png").read_bytes()[:4] == b"\x89PNG"
+    runs_view = f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+    assert f"sweep's runs: {runs_view} once the UI runs: " in overflow_sweep.result.stdout
+
+    report = run_cli(tmp_path, "--uri", overflow_sweep.uri, module="softmax_exp.report")
+    assert report.returncode == 0, report.stderr
+    table = report.stdout.splitlines()
+    assert table[0].startswith(f"sweep experiment=overflow ({parent.info.run_id})")
+    assert table[1].split()[0] == "run_name"
+    assert table[2].startswith(best.info.run_name) and f"{best.data.metrics['final_test_acc']:.4f}" in table[2]
+    assert table[4].startswith(jobs["naive"].info.run_name) and "FAILED" in table[4] and len(table) == 6
+    assert table[-1].startswith("n = 1 for every configuration")
+
+
+def test_bad_data_fails_the_run_with_the_reason(tmp_path, store):
     data_root = tmp_path / "broken"
     data_root.mkdir()
     (data_root / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
     shutil.copy(DEBIAN_ROOT / "train-labels-idx1-ubyte.gz", data_root)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(tmp_path, f"data.root={data_root}", f"tracking.uri={uri}")
+    result = run_cli(tmp_path, f"data.root={data_root}", f"tracking.uri={store}")
     assert result.returncode == 1
     assert f"error: cannot read {data_root}/train-images-idx3-ubyte.gz" in result.stdout
     assert "apt-get install -y dataset-fashion-mnist" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
-    _, runs = runs_of(uri)
+    _, runs = runs_of(store)
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "train-images-idx3-ubyte.gz" in runs[0].data.tags["error"]
-
-
-def test_ctrl_c_marks_the_run_killed(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [
-        sys.executable,
-        "-m",
-        "softmax_exp",
-        "epochs=500",
-        f"tracking.uri={uri}",
-        f"hydra.run.dir={tmp_path}/run",
-    ]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:
-        if line.startswith("epoch   1"):
-            break
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
-    _, runs = runs_of(uri)
-    assert [r.info.status for r in runs] == ["KILLED"]
-
-
-def test_a_named_experiment_runs_its_jobs_two_at_a_time_in_worker_processes_when_asked(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    two_at_a_time = ("-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time")
-    result = run_cli(tmp_path, *two_at_a_time, "seed=0", "epochs=1", "data.limit=3000", f"tracking.uri={uri}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Parallel launcher: 5 jobs in 2 worker processes of" in result.stdout
-    _, runs = runs_of(uri)
-    parents = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
-    assert len(parents) == 1 and parents[0].info.run_name == "experiment=lr_sweep"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert sorted(float(r.data.params["lr"]) for r in children) == [0.01, 0.03, 0.1, 0.3, 1.0]
-    assert {r.info.status for r in runs} == {"FINISHED"}
-
-
-def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    command = [sys.executable, "-m", "softmax_exp", "-m", "experiment=lr_sweep", "hydra/launcher=two_at_a_time"]
-    command += ["epochs=500", "data.limit=3000"]
-    command += [f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:
-        if line.startswith("epoch   1"):  # printed by a worker: its job's run is open
-            break
-    process.send_signal(signal.SIGINT)  # to the launching process only: it stops the workers itself
-    assert process.wait(timeout=60) == 130
-    _, runs = runs_of(uri)
-    assert len(runs) >= 2 and {r.info.status for r in runs} == {"KILLED"}
 
 
 def test_a_dying_sweep_ends_the_runs_its_workers_left_open(store):
