@@ -84,12 +84,17 @@ class Bucket:
     target_columns: torch.Tensor  # (S, 1, width) the column of `targets` each slot trains on (0 where empty)
 
 
-def distinct_columns(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    """The distinct tensors side by side (dim 1), and which column each given one is: jobs that train on
-    the same targets (the same labels, smoothing, noise) share one copy of them."""
-    distinct = list({id(t): t for t in tensors}.values())
+def slot_table(
+    by_slot: dict[tuple[int, int], torch.Tensor], rows: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct tensors of the slots side by side (dim 1), and (rows, 1, width) the column each slot (s, j)
+    reads, 0 where empty: jobs that train on the same labels or targets share one copy of them."""
+    distinct = list({id(t): t for t in by_slot.values()}.values())
     column = {id(t): i for i, t in enumerate(distinct)}
-    return torch.stack(distinct, dim=1), [column[id(t)] for t in tensors]
+    columns = torch.zeros(rows, 1, width, dtype=torch.long, device=distinct[0].device)
+    for (s, j), tensor in by_slot.items():
+        columns[s, 0, j] = column[id(tensor)]
+    return torch.stack(distinct, dim=1), columns
 
 
 class Stack:
@@ -120,9 +125,8 @@ class Stack:
             ]
             for seed in self.seeds
         ]  # blocks[s][b]: seed s's models of bucket b, in slot order
-        widths = [max(len(row[b]) for row in blocks) for b in range(len(kinds))]
+        self.widths = widths = [max(len(row[b]) for row in blocks) for b in range(len(kinds))]
         starts = list(itertools.accumulate(widths, initial=0))
-        self.widths = widths
         self.slot = {
             k: (s, starts[b] + i)
             for s, row in enumerate(blocks)
@@ -141,27 +145,15 @@ class Stack:
         self.bias.requires_grad_()
         # Gradients kept in place: backward() adds into them, so the optimizers' views of them stay valid.
         self.weight.grad, self.bias.grad = torch.zeros_like(self.weight), torch.zeros_like(self.bias)
-        self.buckets = [
-            self.make_bucket(kinds[b][0], [row[b] for row in blocks], width, targets, device)
-            for b, width in enumerate(widths)
-        ]
+        self.buckets = []
+        for b, ((loss, _), width) in enumerate(zip(kinds, widths, strict=True)):
+            block_targets = {(s, i): targets[k] for s, row in enumerate(blocks) for i, k in enumerate(row[b])}
+            table, columns = slot_table(block_targets, len(self.seeds), width)
+            self.buckets.append(Bucket(build_loss(loss), width, table, columns))
         self.optimizers = self.make_optimizers(cfgs, step_key)
         # Each slot's training labels, for its training accuracy; an empty slot reads column 0 and is ignored.
-        self.labels, columns = distinct_columns([labels[k] for k in self.slot])
-        self.label_columns = torch.zeros(len(self.seeds), 1, starts[-1], dtype=torch.long, device=device)
-        for (s, j), column in zip(self.slot.values(), columns, strict=True):
-            self.label_columns[s, 0, j] = column
-
-    @staticmethod
-    def make_bucket(loss: str, rows: list[list[int]], width: int, targets: list[torch.Tensor], device) -> Bucket:
-        """The bucket of the models in `rows`: each seed's models of this loss and kind of target, in slot order."""
-        table, columns = distinct_columns([targets[k] for row in rows for k in row])
-        target_columns = torch.zeros(len(rows), 1, width, dtype=torch.long, device=device)
-        column = iter(columns)
-        for s, row in enumerate(rows):
-            for i in range(len(row)):
-                target_columns[s, 0, i] = next(column)
-        return Bucket(build_loss(loss), width, table, target_columns)
+        slot_labels = {slot: labels[k] for k, slot in self.slot.items()}
+        self.labels, self.label_columns = slot_table(slot_labels, len(self.seeds), starts[-1])
 
     def make_optimizers(self, cfgs: list[DictConfig], step_key: Callable[[int], tuple]) -> list:
         """One optimizer per implementation, with a parameter group per learning rate holding views of the
@@ -271,9 +263,10 @@ def train(
                 logits = torch.baddbmm(stack.bias, pixels.view(seeds, -1, PIXELS), stack.weight.transpose(1, 2))
             per_model = logits.view(seeds, batch.shape[1], -1, CLASSES)  # (S, B, J, 10)
             batch_means = []  # (S, width) per bucket: each slot's loss over the batch
+            examples = batch.unsqueeze(2)  # (S, B, 1)
             # Views of each bucket's block; backward() puts their gradients side by side again in one copy.
             for bucket, block in zip(stack.buckets, per_model.split(stack.widths, dim=2), strict=True):
-                batch_targets = bucket.targets[batch.unsqueeze(2), bucket.target_columns]  # (S, B, w) or (S, B, w, 10)
+                batch_targets = bucket.targets[examples, bucket.target_columns]  # (S, B, w) or (S, B, w, 10)
                 each = bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets.flatten(0, 2))
                 batch_means.append(each.view(seeds, -1, bucket.width).mean(dim=1))
             batch_means = torch.cat(batch_means, dim=1) if len(batch_means) > 1 else batch_means[0]  # (S, J)
