@@ -5,7 +5,7 @@ it sees the training set in), learning rate, loss, optimizer and targets. What t
 fixed cost of a step: one batched matrix product gives every model its logits (models with the same seed
 see the same batch), one loss call serves all models that share a loss and a kind of target, and one
 optimizer call all those that share a learning rate. Each model's gradient stays its own, because
-backward() starts from the *sum* of the models' batch means.
+backward() starts from every example's loss weighed 1/B, which is the gradient of each model's own batch mean.
 """
 
 import itertools
@@ -250,7 +250,7 @@ def train(
         orders = torch.stack([drawn[seed] for seed in stack.seeds]).to(device)  # (S, N)
         seeds = len(stack.seeds)
         # Kept on the device and reduced once per epoch: reading them every step would cost a sync each.
-        step_losses, step_predictions, step_largest = [], [], []
+        step_losses, step_predictions, step_largest = [[] for _ in stack.buckets], [], []
         for step_start in range(0, count, batch_size):
             stack.zero_grad()
             batch = orders[:, step_start : step_start + batch_size]  # (S, B): each seed's examples
@@ -262,27 +262,28 @@ def train(
             else:
                 logits = torch.baddbmm(stack.bias, pixels.view(seeds, -1, PIXELS), stack.weight.transpose(1, 2))
             per_model = logits.view(seeds, batch.shape[1], -1, CLASSES)  # (S, B, J, 10)
-            batch_means = []  # (S, width) per bucket: each slot's loss over the batch
             examples = batch.unsqueeze(2)  # (S, B, 1)
-            # Views of each bucket's block; backward() puts their gradients side by side again in one copy.
-            for bucket, block in zip(stack.buckets, per_model.split(stack.widths, dim=2), strict=True):
+            # Each bucket's block of slots as a view; backward() puts their gradients side by side again in
+            # one copy, which a single bucket is spared.
+            blocks = per_model.split(stack.widths, dim=2) if len(stack.buckets) > 1 else [per_model]
+            each_example = []  # per bucket, (S * B * width,): every slot's loss on every example of the batch
+            for bucket, block, losses in zip(stack.buckets, blocks, step_losses, strict=True):
                 batch_targets = bucket.targets[examples, bucket.target_columns]  # (S, B, w) or (S, B, w, 10)
-                each = bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets.flatten(0, 2))
-                batch_means.append(each.view(seeds, -1, bucket.width).mean(dim=1))
-            batch_means = torch.cat(batch_means, dim=1) if len(batch_means) > 1 else batch_means[0]  # (S, J)
-            batch_means.sum().backward()  # a sum, not a mean: each model keeps its own gradient scale
+                each_example.append(bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets.flatten(0, 2)))
+                losses.append(each_example[-1].detach().view(seeds, -1, bucket.width))
+            # d(batch mean)/d(each example's loss) = 1/B: every model gets the gradient of its own batch mean.
+            torch.autograd.backward(each_example, [torch.full_like(each, 1 / batch.shape[1]) for each in each_example])
             for optimizer in stack.optimizers:
                 optimizer.step()
-            step_losses.append(batch_means.detach())
-            step_predictions.append(per_model.detach().argmax(dim=3))
-            step_largest.append(torch.linalg.vector_norm(per_model.detach(), ord=math.inf, dim=(1, 3)))  # max |z|
+            step_predictions.append(per_model.detach().max(dim=3).indices)  # max's indices: argmax, faster
+            step_largest.append(per_model.detach().abs().amax(dim=1))  # (S, J, 10): max |z| over the batch
 
-        batch_sizes = torch.tensor([len(b) for b in orders[0].split(batch_size)], device=device)
-        losses = (torch.stack(step_losses) * batch_sizes.view(-1, 1, 1)).sum(dim=0) / count  # (S, J)
+        # Each slot's mean loss over the epoch's examples, bucket by bucket, then side by side: (S, J).
+        losses = torch.cat([torch.cat(steps, dim=1).sum(dim=1) for steps in step_losses], dim=1) / count
         seen_labels = stack.labels[orders.unsqueeze(2), stack.label_columns]  # (S, N, J)
         correct = (torch.cat(step_predictions, dim=1) == seen_labels).sum(dim=1)  # (S, J)
         # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
-        largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=0)  # (S, J)
+        largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=(0, 3))  # (S, J)
         members = list(stack.slot)
         test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
         test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
