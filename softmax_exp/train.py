@@ -80,8 +80,9 @@ class Bucket:
 
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     width: int  # slots in the block: the most models of this bucket that any one seed has
-    targets: torch.Tensor  # (N, T) class indices or (N, T, 10) probabilities: the models' distinct targets
-    target_columns: torch.Tensor  # (S, 1, width) the column of `targets` each slot trains on (0 where empty)
+    targets: torch.Tensor  # (N * T,) class indices or (N * T, 10) probabilities: row n * T + t is example n's
+    distinct: int  # target t, of the bucket's T distinct ones
+    target_columns: torch.Tensor  # (S, 1, width) the t each slot trains on (0 where empty)
 
 
 def slot_table(
@@ -149,7 +150,7 @@ class Stack:
         for b, ((loss, _), width) in enumerate(zip(kinds, widths, strict=True)):
             block_targets = {(s, i): targets[k] for s, row in enumerate(blocks) for i, k in enumerate(row[b])}
             table, columns = slot_table(block_targets, len(self.seeds), width)
-            self.buckets.append(Bucket(build_loss(loss), width, table, columns))
+            self.buckets.append(Bucket(build_loss(loss), width, table.flatten(0, 1), table.shape[1], columns))
         self.optimizers = self.make_optimizers(cfgs, step_key)
         # Each slot's training labels, for its training accuracy; an empty slot reads column 0 and is ignored.
         slot_labels = {slot: labels[k] for k, slot in self.slot.items()}
@@ -268,8 +269,9 @@ def train(
             blocks = per_model.split(stack.widths, dim=2) if len(stack.buckets) > 1 else [per_model]
             each_example = []  # per bucket, (S * B * width,): every slot's loss on every example of the batch
             for bucket, block, losses in zip(stack.buckets, blocks, step_losses, strict=True):
-                batch_targets = bucket.targets[examples, bucket.target_columns]  # (S, B, w) or (S, B, w, 10)
-                each_example.append(bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets.flatten(0, 2)))
+                rows = torch.add(bucket.target_columns, examples, alpha=bucket.distinct)  # (S, B, w): n * T + t
+                batch_targets = bucket.targets.index_select(0, rows.flatten())  # (S * B * w) or (S * B * w, 10)
+                each_example.append(bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets))
                 losses.append(each_example[-1].detach().view(seeds, -1, bucket.width))
             # d(batch mean)/d(each example's loss) = 1/B: every model gets the gradient of its own batch mean.
             torch.autograd.backward(each_example, [torch.full_like(each, 1 / batch.shape[1]) for each in each_example])
