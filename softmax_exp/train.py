@@ -6,6 +6,10 @@ fixed cost of a step: one batched matrix product gives every model its logits (m
 see the same batch), one loss call serves all models that share a loss and a kind of target, and one
 optimizer call all those that share a learning rate. Each model's gradient stays its own, because
 backward() starts from every example's loss weighed 1/B, which is the gradient of each model's own batch mean.
+
+The logits come out class by example, Z^T = W X^T + b: the class on dim 1, where the losses take it, and
+the batch contiguous, so that the softmax over 10 classes runs along the batch (on the CPU about 10x faster
+than over a last dimension of 10).
 """
 
 import itertools
@@ -82,19 +86,19 @@ class Bucket:
     width: int  # slots in the block: the most models of this bucket that any one seed has
     targets: torch.Tensor  # (N * T,) class indices or (N * T, 10) probabilities: row n * T + t is example n's
     distinct: int  # target t, of the bucket's T distinct ones
-    target_columns: torch.Tensor  # (S, 1, width) the t each slot trains on (0 where empty)
+    target_columns: torch.Tensor  # (S, width, 1) the t each slot trains on (0 where empty)
 
 
 def slot_table(
     by_slot: dict[tuple[int, int], torch.Tensor], rows: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distinct tensors of the slots side by side (dim 1), and (rows, 1, width) the column each slot (s, j)
+    """The distinct tensors of the slots side by side (dim 1), and (rows, width, 1) the column each slot (s, j)
     reads, 0 where empty: jobs that train on the same labels or targets share one copy of them."""
     distinct = list({id(t): t for t in by_slot.values()}.values())
     column = {id(t): i for i, t in enumerate(distinct)}
-    columns = torch.zeros(rows, 1, width, dtype=torch.long, device=distinct[0].device)
+    columns = torch.zeros(rows, width, 1, dtype=torch.long, device=distinct[0].device)
     for (s, j), tensor in by_slot.items():
-        columns[s, 0, j] = column[id(tensor)]
+        columns[s, j, 0] = column[id(tensor)]
     return torch.stack(distinct, dim=1), columns
 
 
@@ -102,12 +106,12 @@ class Stack:
     """The models of a lock-step group as one batched softmax regression.
 
     Models with the same seed see the same batches, so they sit side by side in one row of the stack:
-    weight (S, J * 10, 784) and bias (S, 1, J * 10) hold J slots for each of S seeds, and a step is one
-    batched matrix product for every model. Each row is laid out alike: a block of slots per bucket (loss
-    and kind of target), and within a block the models by optimizer and learning rate. A seed with fewer
-    models in a bucket than another leaves slots of its block empty: they hold zeros, their loss is
-    computed but belongs to no model, and no optimizer steps them. Model k's nn.Linear is a view of its
-    slot's rows, so it always shows the weights as trained.
+    weight (S, 10 * J, 784) and bias (S, 10 * J, 1) hold J slots for each of S seeds, class-major (class c of
+    slot j is row c * J + j), and a step is one batched matrix product for every model. Each row is laid out
+    alike: a block of slots per bucket (loss and kind of target), and within a block the models by optimizer
+    and learning rate. A seed with fewer models in a bucket than another leaves slots of its block empty: they
+    hold zeros, their loss is computed but belongs to no model, and no optimizer steps them. Model k's
+    nn.Linear is a view of its slot's rows, so it always shows the weights as trained.
     """
 
     def __init__(self, active: list[int], cfgs: list[DictConfig], models: list[nn.Linear], targets, labels):
@@ -135,13 +139,14 @@ class Stack:
             for i, k in enumerate(block)
         }
         device = models[active[0]].weight.device
-        self.weight = torch.zeros(len(self.seeds), starts[-1] * CLASSES, PIXELS, device=device)
-        self.bias = torch.zeros(len(self.seeds), 1, starts[-1] * CLASSES, device=device)
+        self.weight = torch.zeros(len(self.seeds), CLASSES * starts[-1], PIXELS, device=device)
+        self.bias = torch.zeros(len(self.seeds), CLASSES * starts[-1], 1, device=device)
         for k, (s, j) in self.slot.items():
-            rows = slice(j * CLASSES, (j + 1) * CLASSES)
-            self.weight[s, rows], self.bias[s, 0, rows] = models[k].weight.detach(), models[k].bias.detach()
-            models[k].weight = nn.Parameter(self.weight[s, rows], requires_grad=False)
-            models[k].bias = nn.Parameter(self.bias[s, 0, rows], requires_grad=False)
+            weight, bias = self.slots(self.weight, s, j), self.slots(self.bias, s, j)[:, 0]
+            weight.copy_(models[k].weight.detach())
+            bias.copy_(models[k].bias.detach())
+            models[k].weight = nn.Parameter(weight, requires_grad=False)
+            models[k].bias = nn.Parameter(bias, requires_grad=False)
         self.weight.requires_grad_()
         self.bias.requires_grad_()
         # Gradients kept in place: backward() adds into them, so the optimizers' views of them stay valid.
@@ -155,6 +160,12 @@ class Stack:
         # Each slot's training labels, for its training accuracy; an empty slot reads column 0 and is ignored.
         slot_labels = {slot: labels[k] for k, slot in self.slot.items()}
         self.labels, self.label_columns = slot_table(slot_labels, len(self.seeds), starts[-1])
+
+    @staticmethod
+    def slots(tensor: torch.Tensor, seeds: int | slice, slots: int | slice) -> torch.Tensor:
+        """The view of the stack's weight or bias (or a gradient of them) that holds these slots of these rows:
+        (10, 784) and (10, 1) for one slot of one row, (S', 10, J', 784) and (S', 10, J', 1) for slices."""
+        return tensor[seeds].unflatten(-2, (CLASSES, -1))[..., slots, :]
 
     def make_optimizers(self, cfgs: list[DictConfig], step_key: Callable[[int], tuple]) -> list:
         """One optimizer per implementation, with a parameter group per learning rate holding views of the
@@ -171,13 +182,13 @@ class Stack:
             runs[(first, end, *key)].append(s)
         groups = defaultdict(lambda: defaultdict(list))  # optimizer -> lr -> views
         for (first, end, name, lr), rows in runs.items():
-            columns = slice(first * CLASSES, end * CLASSES)
             for _, consecutive in itertools.groupby(enumerate(rows), key=lambda pair: pair[1] - pair[0]):
                 seeds = [s for _, s in consecutive]
-                seeds = slice(seeds[0], seeds[-1] + 1)
-                weight, bias = self.weight.detach()[seeds, columns], self.bias.detach()[seeds, 0, columns]
-                weight.grad, bias.grad = self.weight.grad[seeds, columns], self.bias.grad[seeds, 0, columns]
-                groups[name][lr] += [weight, bias]
+                seeds, slots = slice(seeds[0], seeds[-1] + 1), slice(first, end)
+                views = [self.slots(leaf.detach(), seeds, slots) for leaf in (self.weight, self.bias)]
+                for view, leaf in zip(views, (self.weight, self.bias), strict=True):
+                    view.grad = self.slots(leaf.grad, seeds, slots)
+                groups[name][lr] += views
         return [
             build_optimizer(name, [{"params": views, "lr": lr} for lr, views in by_lr.items()])
             for name, by_lr in groups.items()
@@ -259,33 +270,38 @@ def train(
             torch.index_select(images, 0, batch.flatten(), out=batch_bytes[:rows])
             pixels = to_unit_interval(batch_bytes[:rows], out=batch_pixels[:rows], scale=scale)
             if seeds == 1:  # on the CPU torch multiplies plain matrices faster than a batch of one
-                logits = torch.addmm(stack.bias.view(-1), pixels, stack.weight.view(-1, PIXELS).t())
+                logits = torch.addmm(stack.bias[0], stack.weight[0], pixels.t())
             else:
-                logits = torch.baddbmm(stack.bias, pixels.view(seeds, -1, PIXELS), stack.weight.transpose(1, 2))
-            per_model = logits.view(seeds, batch.shape[1], -1, CLASSES)  # (S, B, J, 10)
-            examples = batch.unsqueeze(2)  # (S, B, 1)
+                logits = torch.baddbmm(stack.bias, stack.weight, pixels.view(seeds, -1, PIXELS).transpose(1, 2))
+            per_model = logits.view(seeds, CLASSES, -1, batch.shape[1])  # (S, 10, J, B)
+            examples = batch.unsqueeze(1)  # (S, 1, B)
             # Each bucket's block of slots as a view; backward() puts their gradients side by side again in
             # one copy, which a single bucket is spared.
             blocks = per_model.split(stack.widths, dim=2) if len(stack.buckets) > 1 else [per_model]
-            each_example = []  # per bucket, (S * B * width,): every slot's loss on every example of the batch
+            each_example = []  # per bucket, (S, width, B): every slot's loss on every example of the batch
             for bucket, block, losses in zip(stack.buckets, blocks, step_losses, strict=True):
-                rows = torch.add(bucket.target_columns, examples, alpha=bucket.distinct)  # (S, B, w): n * T + t
-                batch_targets = bucket.targets.index_select(0, rows.flatten())  # (S * B * w) or (S * B * w, 10)
-                each_example.append(bucket.loss_fn(block.reshape(-1, CLASSES), batch_targets))
-                losses.append(each_example[-1].detach().view(seeds, -1, bucket.width))
+                # Row n * T + t of the bucket's targets: (S, w, B), each slot's target t for each example n.
+                picks = torch.add(bucket.target_columns, examples, alpha=bucket.distinct)
+                picked = bucket.targets.index_select(0, picks.flatten())  # (S * w * B) or (S * w * B, 10)
+                # Probabilities move their class to dim 1, where the logits have it.
+                batch_targets = (
+                    picked.view(picks.shape) if picked.dim() == 1 else picked.view(*picks.shape, -1).movedim(3, 1)
+                )
+                each_example.append(bucket.loss_fn(block, batch_targets))
+                losses.append(each_example[-1].detach())
             # d(batch mean)/d(each example's loss) = 1/B: every model gets the gradient of its own batch mean.
             torch.autograd.backward(each_example, [torch.full_like(each, 1 / batch.shape[1]) for each in each_example])
             for optimizer in stack.optimizers:
                 optimizer.step()
-            step_predictions.append(per_model.detach().max(dim=3).indices)  # max's indices: argmax, faster
-            step_largest.append(per_model.detach().abs().amax(dim=1))  # (S, J, 10): max |z| over the batch
+            step_predictions.append(per_model.detach().max(dim=1).indices)  # (S, J, B); max's indices: argmax
+            step_largest.append(per_model.detach().abs().amax(dim=3))  # (S, 10, J): max |z| over the batch
 
         # Each slot's mean loss over the epoch's examples, bucket by bucket, then side by side: (S, J).
-        losses = torch.cat([torch.cat(steps, dim=1).sum(dim=1) for steps in step_losses], dim=1) / count
-        seen_labels = stack.labels[orders.unsqueeze(2), stack.label_columns]  # (S, N, J)
-        correct = (torch.cat(step_predictions, dim=1) == seen_labels).sum(dim=1)  # (S, J)
+        losses = torch.cat([torch.cat(steps, dim=2).sum(dim=2) for steps in step_losses], dim=1) / count
+        seen_labels = stack.labels[orders.unsqueeze(1), stack.label_columns]  # (S, J, N)
+        correct = (torch.cat(step_predictions, dim=2) == seen_labels).sum(dim=2)  # (S, J)
         # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
-        largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=(0, 3))  # (S, J)
+        largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=(0, 2))  # (S, J)
         members = list(stack.slot)
         test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
         test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
