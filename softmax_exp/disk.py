@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 MIN_FREE_MB = 1.0  # less is full: a run writes about 0.2 MB to the store (model, figures, metrics)
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a user's quota used up
-SQLITE_FULL = "database or disk is full"  # SQLite's words, which are all MLflow keeps after asynchronous logging
+SQLITE_FULL = "database or disk is full"  # SQLite's words, which survive however MLflow wraps the error
 
 
 def is_full(error: BaseException | None) -> bool:

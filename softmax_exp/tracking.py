@@ -202,7 +202,6 @@ class JobRun:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         self.run_id = self.client.create_run(self.experiment_id, run_name=job.run_name, tags=tags).info.run_id
         open_runs[self.run_id] = self.uri
-        self.pending = []  # asynchronous logging still under way
         self.client.log_batch(self.run_id, params=[Param(key, value) for key, value in flat_params(cfg).items()])
 
     def log_inputs(self, datasets: list[DatasetInput]) -> None:
@@ -210,11 +209,11 @@ class JobRun:
         self.client.log_inputs(self.run_id, datasets=datasets)
 
     def log_epoch(self, metrics: EpochMetrics) -> None:
-        """Sent with MLflow's asynchronous logging: training does not wait for the store; end() waits."""
+        """Written between epochs, in one batch. Not with MLflow's asynchronous logging: its thread would
+        contend with training for the interpreter (a 12-job sweep took 13% longer that way)."""
         values, now = asdict(metrics), int(time.time() * 1000)
         step = values.pop("epoch")
-        sent = [Metric(key, value, now, step) for key, value in values.items()]
-        self.pending.append(self.client.log_batch(self.run_id, metrics=sent, synchronous=False))
+        self.client.log_batch(self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()])
 
     def log_result(self, result: TrainResult, confusion: list[list[int]], figures: dict[str, bytes]) -> None:
         """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
@@ -262,8 +261,6 @@ class JobRun:
         elif error is not None:
             status, reason = RunStatus.FAILED, str(error) or type(error).__name__
         try:
-            for operations in self.pending:
-                operations.wait()
             if error is not None:
                 self.client.set_tag(self.run_id, "error", reason)
             self.log_job_files()
