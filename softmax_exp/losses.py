@@ -2,7 +2,7 @@
 
 Every loss takes raw logits (N, K), or (N, K, d1, ...) with the class on dim 1 as nn.CrossEntropyLoss takes
 them, and either integer class targets (N, d1, ...) or class probabilities shaped like the logits, and returns
-the loss of each example (N, d1, ...); the trainer weighs each by 1/B, which makes it each model's batch mean.
+the loss of each example (N, d1, ...); the trainer weighs each by 1/B in backward(), a batch mean's gradient.
 `scratch` is the stable form; `naive` is the textbook's first formula, kept to show why it is not used.
 """
 

@@ -84,8 +84,8 @@ class Bucket:
 
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     width: int  # slots in the block: the most models of this bucket that any one seed has
-    targets: torch.Tensor  # (N * T,) class indices or (N * T, 10) probabilities: row n * T + t is example n's
-    distinct: int  # target t, of the bucket's T distinct ones
+    targets: torch.Tensor  # (N * T,) class indices or (N * T, 10) probabilities; row n * T + t: example n, target t
+    distinct: int  # T: the bucket's distinct targets (jobs that train on the same ones share them)
     target_columns: torch.Tensor  # (S, width, 1) the t each slot trains on (0 where empty)
 
 
