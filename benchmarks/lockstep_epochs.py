@@ -15,10 +15,12 @@ import json
 from pathlib import Path
 from statistics import median
 
+import torch
 from hydra import compose, initialize_config_dir
 
 import softmax_exp.config  # noqa: F401  registers the schema and the project_root resolver before composing
 from softmax_exp import data
+from softmax_exp.prepare import prepare_group
 from softmax_exp.train import train
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -36,6 +38,12 @@ def overrides(k: int) -> list[list[str]]:
     ]
 
 
+def train_configs(cfgs, fashion_mnist):
+    """The trainer alone (no tracking) on composed configs, on the CPU."""
+    group, prepared = prepare_group(cfgs, fashion_mnist, torch.device("cpu"))
+    return train([job.learner for job in prepared], group)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="timed trainings per K, after a warm-up")
@@ -45,12 +53,12 @@ def main() -> None:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         groups = {k: [compose("config", overrides=[*o, f"epochs={args.epochs}"]) for o in overrides(k)] for k in GROUPS}
         fashion_mnist = data.load(groups[1][0].data.root)  # read from disk once, before any timing
-        train([compose("config", overrides=["epochs=1"])], fashion_mnist)  # warm-up, not timed
+        train_configs([compose("config", overrides=["epochs=1"])], fashion_mnist)  # warm-up, not timed
         for k in GROUPS:
             results[k] = {"config_epoch_seconds": [], "test_acc": None}
         for _ in range(args.reps):  # round robin: a slow spell of the machine spreads over every K
             for k, cfgs in groups.items():
-                trained = train(cfgs, fashion_mnist)
+                trained = train_configs(cfgs, fashion_mnist)
                 results[k]["config_epoch_seconds"] += [m.epoch_seconds / k for m in trained[0].history]
                 results[k]["test_acc"] = median(result.final["test_acc"] for result in trained)
     print(json.dumps(results))

@@ -14,6 +14,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from softmax_exp.errors import ConfigError
+from softmax_exp.losses import LOSSES
+from softmax_exp.optimizers import OPTIMIZERS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +71,6 @@ class Config:
     device: str = MISSING  # auto | cpu | cuda
 
 
-LOSSES = ("naive", "scratch", "torch")
 LABELS = ("hard", "soft", "teacher")
 
 # conf/config.yaml lists `schema` first in its defaults, so every group option is merged into these types.
@@ -81,8 +82,11 @@ def validate(cfg: DictConfig) -> None:
     if unknown := unknown_keys(cfg):
         raise ConfigError(unknown_key_message(unknown[0]))
     checks = [
-        (cfg.loss.name in LOSSES, f"loss.name={cfg.loss.name}: use loss=naive, loss=scratch or loss=torch"),
-        (cfg.optimizer.name in ("scratch", "torch"), f"optimizer.name={cfg.optimizer.name}: use scratch or torch"),
+        (cfg.loss.name in LOSSES, f"loss.name={cfg.loss.name}: use {options('loss', LOSSES)}"),
+        (
+            cfg.optimizer.name in OPTIMIZERS,
+            f"optimizer.name={cfg.optimizer.name}: use {options('optimizer', OPTIMIZERS)}",
+        ),
         (cfg.labels.name in LABELS, f"labels.name={cfg.labels.name}: use labels=hard, soft or teacher"),
         (math.isfinite(cfg.lr) and cfg.lr > 0, f"lr={cfg.lr}: the learning rate must be a positive number"),
         (cfg.batch_size >= 1, f"batch_size={cfg.batch_size}: must be at least 1"),
@@ -108,6 +112,12 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(message)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda, but PyTorch sees no CUDA GPU here: use device=cpu or device=auto")
+
+
+def options(group: str, names) -> str:
+    """`loss=naive, loss=scratch or loss=torch`: the options of a config group, as overrides."""
+    *others, last = [f"{group}={name}" for name in names]
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 def teacher_checks(labels: DictConfig) -> list[tuple[bool, str]]:

@@ -1,32 +1,29 @@
-"""Running jobs: each configured job checked, trained and tracked in an MLflow run of its own.
+"""Running jobs: each job checked, prepared, trained and tracked in an MLflow run of its own.
 
 Jobs that can step together (same data, batch size, epochs and device) are trained as one lock-step
 group. A single run is a list of one job; the vectorized launcher hands over a whole sweep. Whatever
-goes wrong with one job (a value that makes no sense, a loss that diverges) fails that job alone.
+goes wrong with one job (a value that makes no sense, a teacher that cannot be loaded, a loss that
+diverges) fails that job alone.
 """
 
 import logging
 import os
 import statistics
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from itertools import repeat
 
+import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
 
 from softmax_exp import data, evaluate, inputs, plots, tracking
 from softmax_exp.config import resolve_device, validate
 from softmax_exp.errors import ConfigError, SoftmaxExpError
-from softmax_exp.train import EpochMetrics, lockstep_key, train
+from softmax_exp.job import Job
+from softmax_exp.prepare import Preparation, lockstep, lockstep_key
+from softmax_exp.train import EpochMetrics, train
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Job:
-    cfg: DictConfig  # the job's composed config
-    info: tracking.JobInfo  # what Hydra knows about it: overrides, folders, its log
 
 
 def finished(metrics: dict) -> dict:
@@ -34,7 +31,7 @@ def finished(metrics: dict) -> dict:
 
 
 def failed(job: Job, error: SoftmaxExpError) -> dict:
-    job.info.log.error(f"error: {error}")
+    job.log.error(f"error: {error}")
     return {"status": "FAILED", "error": str(error)}
 
 
@@ -45,12 +42,13 @@ def run_jobs(jobs: list[Job]) -> list[dict]:
     for i, job in enumerate(jobs):
         try:
             validate(job.cfg)
-            groups[lockstep_key(job.cfg)].append(i)
+            device = resolve_device(job.cfg.device)
+            groups[lockstep_key(job.cfg, device), device].append(i)
         except ConfigError as error:
             results[i] = refuse(job, error)
-    for members in groups.values():
+    for (_, device), members in groups.items():
         try:
-            outcomes = run_group([jobs[i] for i in members])
+            outcomes = run_group([jobs[i] for i in members], device)
         except SoftmaxExpError as error:  # the data or the store, shared by the whole group
             outcomes = [failed(jobs[i], error) for i in members]
         for i, outcome in zip(members, outcomes, strict=True):
@@ -61,41 +59,49 @@ def run_jobs(jobs: list[Job]) -> list[dict]:
 def refuse(job: Job, error: ConfigError) -> dict:
     """A job whose values make no sense: a single run stops before anything is tracked, while a sweep's
     job leaves a FAILED run that says why, next to its siblings."""
-    if job.info.sweep_dir is not None:
-        with tracking.job_runs([(job.cfg, job.info)], device=str(job.cfg.device)) as (run,):
+    if job.sweep_dir is not None:
+        with tracking.job_runs([job], device=str(job.cfg.device)) as (run,):
             run.end(error)
     return failed(job, error)
 
 
-def run_group(jobs: list[Job]) -> list[dict]:
-    """Train jobs that can step together, each tracked in its own run, as one lock-step group."""
-    device = resolve_device(jobs[0].cfg.device)
-    with tracking.job_runs([(job.cfg, job.info) for job in jobs], str(device)) as runs:
-        fashion_mnist = data.load(to_absolute_path(jobs[0].cfg.data.root))
-        for run, job in zip(runs, jobs, strict=True):
+def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
+    """Train jobs that can step together, each prepared on its own and tracked in its own run, as one group."""
+    first = jobs[0].cfg
+    outcomes = {}
+    with tracking.job_runs(jobs, str(device)) as runs:
+        fashion_mnist = data.load(to_absolute_path(first.data.root))
+        prepare, prepared = Preparation(first, fashion_mnist, device), {}
+        for k, (run, job) in enumerate(zip(runs, jobs, strict=True)):
             run.log_inputs(inputs.dataset_inputs(fashion_mnist, job.cfg))
+            try:
+                prepared[k] = prepare(job.cfg)
+            except SoftmaxExpError as error:  # this job's own (its teacher): its neighbours train without it
+                run.end(error)
+                outcomes[k] = failed(job, error)
+        members = list(prepared)  # learner i of the trainer is job members[i] of the group
 
-        def on_epoch(k: int, metrics: EpochMetrics) -> None:
-            jobs[k].info.log.info(metrics.line())
-            runs[k].log_epoch(metrics)
+        def on_epoch(i: int, metrics: EpochMetrics) -> None:
+            jobs[members[i]].log.info(metrics.line())
+            runs[members[i]].log_epoch(metrics)
 
-        on_group_epoch = report_group_epoch if len(jobs) > 1 else None  # a single run's own lines say it all
-        results = train([job.cfg for job in jobs], fashion_mnist, on_epoch, on_group_epoch)
-
-        outcomes = {}
-        for k, result in enumerate(results):
+        on_group_epoch = report_group_epoch if len(members) > 1 else None  # a single run's own lines say it all
+        learners = [prepared[k].learner for k in members]
+        trained = train(learners, lockstep(first, fashion_mnist, device), on_epoch, on_group_epoch) if members else []
+        results = dict(zip(members, trained, strict=True))
+        for k, result in results.items():
             if result.error is not None:
                 runs[k].end(result.error)
                 outcomes[k] = failed(jobs[k], result.error)
-        trained = [k for k, result in enumerate(results) if result.error is None]
+        finished_jobs = [k for k, result in results.items() if result.error is None]
         test = fashion_mnist.test
-        confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in trained}
-        workers = min(len(trained), os.cpu_count() or 1) if len(trained) > 1 else 0  # one job's: drawn here
+        confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in finished_jobs}
+        workers = min(len(finished_jobs), os.cpu_count() or 1) if len(finished_jobs) > 1 else 0  # one: drawn here
         with plots.drawing(workers) as draw:
-            histories = [[asdict(m) for m in results[k].history] for k in trained]
-            figures = draw(plots.job_figures, histories, [confusions[k] for k in trained], repeat(data.CLASSES))
-            for k, job_figures in zip(trained, figures, strict=True):  # each job as soon as its figures are drawn
-                runs[k].log_result(results[k], confusions[k], job_figures)
+            histories = [[asdict(m) for m in results[k].history] for k in finished_jobs]
+            figures = draw(plots.job_figures, histories, [confusions[k] for k in finished_jobs], repeat(data.CLASSES))
+            for k, job_figures in zip(finished_jobs, figures, strict=True):  # each as soon as its figures are drawn
+                runs[k].log_result(results[k], prepared[k], confusions[k], job_figures)
                 runs[k].end()
                 outcomes[k] = finished(results[k].final)
     return [outcomes[k] for k in range(len(jobs))]

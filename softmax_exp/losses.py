@@ -66,7 +66,9 @@ def naive_failure(max_abs_logit: float) -> str:
     )
 
 
+# loss=NAME: a callable (logits, targets) -> the loss of each example; conf/loss/ has one file each.
+LOSSES = {"naive": naive_cross_entropy, "scratch": cross_entropy, "torch": nn.CrossEntropyLoss(reduction="none")}
+
+
 def build_loss(name: str):
-    """The loss for `loss=NAME`: a callable (logits, targets) -> the loss of each example."""
-    losses = {"naive": naive_cross_entropy, "scratch": cross_entropy, "torch": nn.CrossEntropyLoss(reduction="none")}
-    return losses[name]
+    return LOSSES[name]

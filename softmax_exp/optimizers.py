@@ -19,8 +19,9 @@ class ScratchSGD:
                 param -= group["lr"] * param.grad
 
 
+OPTIMIZERS = {"scratch": ScratchSGD, "torch": torch.optim.SGD}  # optimizer=NAME; conf/optimizer/ has one file each
+
+
 def build_optimizer(name: str, param_groups: list[dict]):
     """The optimizer for `optimizer=NAME` over parameter groups [{"params": [...], "lr": ...}, ...]."""
-    if name == "scratch":
-        return ScratchSGD(param_groups)
-    return torch.optim.SGD(param_groups)
+    return OPTIMIZERS[name](param_groups)

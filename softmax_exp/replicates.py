@@ -15,11 +15,6 @@ FACTORS = ("loss", "labels", "optimizer")  # choices a contrast compares, when a
 CONFIDENCE = 0.95
 
 
-def group_name(choices: list[str]) -> str:
-    """A job's configuration less its seed, e.g. `loss=scratch,labels=soft,lr=0.05`."""
-    return ",".join(choice for choice in choices if choice.lstrip("+~").partition("=")[0] != "seed") or "defaults"
-
-
 def t_half_width(sem: pd.Series, n: pd.Series) -> pd.Series:
     """Half the width of the Student's t confidence interval of a mean: t(n - 1) quantile x standard error.
     NaN for n < 2: one value says nothing about its spread."""

@@ -18,7 +18,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import disk, links, nesting, plots, replicates, store, telemetry, tracking
+from softmax_exp import disk, job, links, nesting, plots, replicates, store, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -51,7 +51,7 @@ def sweep_name(config: DictConfig) -> str:
     experiment = config.hydra.runtime.choices.get("experiment")
     if experiment not in (None, "null"):
         return f"experiment={experiment}"
-    return " ".join(tracking.choices(list(config.hydra.overrides.task))) or "sweep"
+    return " ".join(job.choices(list(config.hydra.overrides.task))) or "sweep"
 
 
 def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:

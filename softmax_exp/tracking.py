@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -37,13 +37,14 @@ from softmax_exp import access, disk, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import TrackingError
+from softmax_exp.job import Job
 from softmax_exp.model import PIXELS
+from softmax_exp.prepare import PreparedJob
 from softmax_exp.train import EpochMetrics, TrainResult
 
 SWEEP_TAG = "softmax_exp.sweep"  # marks parent runs, so the report can find the latest sweep
 GROUPS = ("loss", "labels", "optimizer")
 FINAL_KEYS = ("train_loss", "train_acc", "test_acc")
-NOT_CHOICES = ("experiment=", "tracking.", "data.root=")  # the sweep's name, and where data and runs live
 METRICS_EVERY = 1.0  # seconds: a run's per-epoch metrics are written at most this often, and as it ends
 
 log = logging.getLogger(__name__)
@@ -57,26 +58,6 @@ for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_
 
 # Runs this process opened and must close if it dies: run id -> tracking uri.
 open_runs: dict[str, str] = {}
-
-
-@dataclass
-class JobInfo:
-    """What Hydra knows about the running job; empty when a job is run without Hydra (tests, notebooks)."""
-
-    overrides: list[str] = field(default_factory=list)
-    output_dir: Path | None = None
-    sweep_dir: Path | None = None  # the sweep's folder, when the job is one of a sweep's
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("softmax_exp.job"))  # the job's own lines
-
-    @property
-    def run_name(self) -> str:
-        """The job's choices, e.g. `loss=scratch,labels=soft,lr=0.05`."""
-        return ",".join(choices(self.overrides)) or "defaults"
-
-
-def choices(overrides: list[str]) -> list[str]:
-    """The overrides that change the experiment, less where data and runs live and the sweep's name."""
-    return [o for o in overrides if not o.lstrip("+~").startswith(NOT_CHOICES)]
 
 
 def check_reachable(uri: str) -> None:
@@ -194,15 +175,16 @@ class JobRun:
     keep the runs of a whole lock-step group open at once.
     """
 
-    def __init__(self, cfg: DictConfig, job: JobInfo, device: str, parent_run_id: str | None):
+    def __init__(self, job: Job, device: str, parent_run_id: str | None):
+        cfg = job.cfg
         self.uri, self.job = cfg.tracking.uri, job
         self.experiment_id = experiment_id(self.uri, cfg.tracking.experiment)
         self.client = MlflowClient(self.uri)
         tags = {**context_tags(), "torch_version": torch.__version__, "hydra_version": hydra.__version__}
-        tags |= {"device": device, **git_tags(), replicates.TAG: replicates.group_name(choices(job.overrides))}
+        tags |= {"device": device, **git_tags(), replicates.TAG: job.group}
         if parent_run_id is not None:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-        self.run_id = self.client.create_run(self.experiment_id, run_name=job.run_name, tags=tags).info.run_id
+        self.run_id = self.client.create_run(self.experiment_id, run_name=job.name, tags=tags).info.run_id
         open_runs[self.run_id] = self.uri
         self.unsent, self.sent_at = [], time.monotonic()  # per-epoch metrics not yet written, and when last
         self.client.log_batch(self.run_id, params=[Param(key, value) for key, value in flat_params(cfg).items()])
@@ -228,14 +210,16 @@ class JobRun:
             self.client.log_batch(self.run_id, metrics=self.unsent)
         self.unsent, self.sent_at = [], time.monotonic()
 
-    def log_result(self, result: TrainResult, confusion: list[list[int]], figures: dict[str, bytes]) -> None:
+    def log_result(
+        self, result: TrainResult, prepared: PreparedJob, confusion: list[list[int]], figures: dict[str, bytes]
+    ) -> None:
         """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
         now = int(time.time() * 1000)
         finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS]
-        finals.append(Metric("labels_changed", result.labels_changed, now, 0))
-        if result.teacher is not None:
-            finals.append(Metric("teacher_test_acc", result.teacher.test_acc, now, 0))
-            teacher_run = result.teacher.run_id or "none (a model saved outside any run)"
+        finals.append(Metric("labels_changed", prepared.labels_changed, now, 0))
+        if prepared.teacher is not None:
+            finals.append(Metric("teacher_test_acc", prepared.teacher.test_acc, now, 0))
+            teacher_run = prepared.teacher.run_id or "none (a model saved outside any run)"
             self.client.set_tag(self.run_id, "teacher_run_id", teacher_run)
         self.client.log_batch(self.run_id, metrics=finals)
         log_files(self.client, self.run_id, figures)
@@ -302,21 +286,22 @@ class JobRun:
 
 
 @contextmanager
-def job_runs(jobs: list[tuple[DictConfig, JobInfo]], device: str) -> Iterator[list[JobRun]]:
+def job_runs(jobs: list[Job], device: str) -> Iterator[list[JobRun]]:
     """Open one run per job, nested under its sweep's parent run if it has one; if anything escapes, end every
     run still open with it (FAILED or KILLED).
 
     A write refused for want of room escapes as one line that names the full disk (disk.py)."""
     runs, parents = [], {}  # one look-up per sweep, not one per job
-    uri, first = jobs[0][0].tracking.uri, jobs[0][1]  # a group's jobs share a store and an outputs folder
+    uri, first = jobs[0].cfg.tracking.uri, jobs[0]  # a group's jobs share a store and an outputs folder
     outputs = (first.output_dir, "hydra.run.dir" if first.sweep_dir is None else "hydra.sweep.dir")
     try:
-        for cfg, job in jobs:
+        for job in jobs:
+            cfg = job.cfg
             sweep = (cfg.tracking.uri, cfg.tracking.experiment, job.sweep_dir)
             if sweep not in parents:
                 experiment = experiment_id(cfg.tracking.uri, cfg.tracking.experiment)
                 parents[sweep] = nesting.parent_run_id(MlflowClient(cfg.tracking.uri), experiment, job.sweep_dir)
-            runs.append(JobRun(cfg, job, device, parents[sweep]))
+            runs.append(JobRun(job, device, parents[sweep]))
         yield runs
     except BaseException as error:
         full = disk.said(error, uri, *outputs)

@@ -21,28 +21,41 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from softmax_exp import evaluate
-from softmax_exp.config import resolve_device
-from softmax_exp.data import FashionMNIST, to_unit_interval
+from softmax_exp.data import to_unit_interval
 from softmax_exp.errors import DivergedError
-from softmax_exp.labels import build_targets
 from softmax_exp.losses import build_loss, naive_failure
-from softmax_exp.model import CLASSES, PIXELS, build_model
-from softmax_exp.noise import add_label_noise
+from softmax_exp.model import CLASSES, PIXELS
 from softmax_exp.optimizers import build_optimizer
-from softmax_exp.teacher import Teacher, load_teacher
 
 log = logging.getLogger(__name__)
 
-# What every model of one lock-step group must share: they step through the same data, epoch by epoch.
-LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "data.pixel_scale", "device")
+
+@dataclass(frozen=True)
+class Lockstep:
+    """What every model of a lock-step group shares: the data it steps through, and how."""
+
+    images: torch.Tensor  # (N, 784) the training images' pixel bytes, on the group's device
+    test_images: torch.Tensor  # (10,000, 784) pixel bytes, measured after every epoch
+    test_labels: torch.Tensor  # (10,000,)
+    batch_size: int  # examples per step
+    epochs: int
+    pixel_scale: float  # pixels are fed in [0, pixel_scale]
 
 
-def lockstep_key(cfg: DictConfig) -> tuple:
-    return tuple(OmegaConf.select(cfg, key) for key in LOCKSTEP_KEYS)
+@dataclass(frozen=True)
+class Learner:
+    """One model and what makes its training its own."""
+
+    model: nn.Linear  # its initial weights, on the group's device; trained in place
+    seed: int  # the order it sees the training set in: models with one seed see the same batches
+    lr: float
+    loss: str  # a key of losses.LOSSES
+    optimizer: str  # a key of optimizers.OPTIMIZERS
+    labels: torch.Tensor  # (N,) its training labels (noisy ones included): what its training accuracy counts
+    targets: torch.Tensor  # (N,) class indices or (N, 10) probabilities: what its loss compares against
 
 
 @dataclass
@@ -69,8 +82,6 @@ class TrainResult:
     history: list[EpochMetrics] = field(default_factory=list)
     test_predictions: torch.Tensor | None = None  # (10,000,) the class the final model gives each test image
     error: DivergedError | None = None
-    labels_changed: int = 0  # training labels that data.label_noise replaced
-    teacher: Teacher | None = None  # labels=teacher: where the soft labels came from
 
     @property
     def final(self) -> dict[str, float]:
@@ -114,18 +125,18 @@ class Stack:
     nn.Linear is a view of its slot's rows, so it always shows the weights as trained.
     """
 
-    def __init__(self, active: list[int], cfgs: list[DictConfig], models: list[nn.Linear], targets, labels):
+    def __init__(self, active: list[int], learners: list[Learner]):
         def bucket_of(k: int) -> tuple:
-            return cfgs[k].loss.name, targets[k].dim()
+            return learners[k].loss, learners[k].targets.dim()
 
         def step_key(k: int) -> tuple:
-            return cfgs[k].optimizer.name, cfgs[k].lr
+            return learners[k].optimizer, learners[k].lr
 
-        self.seeds = sorted({cfgs[k].seed for k in active})
+        self.seeds = sorted({learners[k].seed for k in active})
         kinds = sorted({bucket_of(k) for k in active})
         blocks = [
             [
-                sorted((k for k in active if cfgs[k].seed == seed and bucket_of(k) == kind), key=step_key)
+                sorted((k for k in active if learners[k].seed == seed and bucket_of(k) == kind), key=step_key)
                 for kind in kinds
             ]
             for seed in self.seeds
@@ -138,6 +149,7 @@ class Stack:
             for b, block in enumerate(row)
             for i, k in enumerate(block)
         }
+        models = [learner.model for learner in learners]
         device = models[active[0]].weight.device
         self.weight = torch.zeros(len(self.seeds), CLASSES * starts[-1], PIXELS, device=device)
         self.bias = torch.zeros(len(self.seeds), CLASSES * starts[-1], 1, device=device)
@@ -153,12 +165,12 @@ class Stack:
         self.weight.grad, self.bias.grad = torch.zeros_like(self.weight), torch.zeros_like(self.bias)
         self.buckets = []
         for b, ((loss, _), width) in enumerate(zip(kinds, widths, strict=True)):
-            block_targets = {(s, i): targets[k] for s, row in enumerate(blocks) for i, k in enumerate(row[b])}
+            block_targets = {(s, i): learners[k].targets for s, row in enumerate(blocks) for i, k in enumerate(row[b])}
             table, columns = slot_table(block_targets, len(self.seeds), width)
             self.buckets.append(Bucket(build_loss(loss), width, table.flatten(0, 1), table.shape[1], columns))
-        self.optimizers = self.make_optimizers(cfgs, step_key)
+        self.optimizers = self.make_optimizers(step_key)
         # Each slot's training labels, for its training accuracy; an empty slot reads column 0 and is ignored.
-        slot_labels = {slot: labels[k] for k, slot in self.slot.items()}
+        slot_labels = {slot: learners[k].labels for k, slot in self.slot.items()}
         self.labels, self.label_columns = slot_table(slot_labels, len(self.seeds), starts[-1])
 
     @staticmethod
@@ -167,7 +179,7 @@ class Stack:
         (10, 784) and (10, 1) for one slot of one row, (S', 10, J', 784) and (S', 10, J', 1) for slices."""
         return tensor[seeds].unflatten(-2, (CLASSES, -1))[..., slots, :]
 
-    def make_optimizers(self, cfgs: list[DictConfig], step_key: Callable[[int], tuple]) -> list:
+    def make_optimizers(self, step_key: Callable[[int], tuple]) -> list:
         """One optimizer per implementation, with a parameter group per learning rate holding views of the
         stack: one per run of slots that step alike, across every seed's row where the rows agree."""
         runs = defaultdict(list)  # (first slot, last slot + 1, optimizer, lr) -> the rows that have it
@@ -207,55 +219,32 @@ class Stack:
 
 
 def train(
-    cfgs: list[DictConfig],
-    data: FashionMNIST,
+    learners: list[Learner],
+    lockstep: Lockstep,
     on_epoch: Callable[[int, EpochMetrics], None] | None = None,
     on_group_epoch: Callable[[int, list[EpochMetrics]], None] | None = None,
 ) -> list[TrainResult]:
-    """Train one model per config, all in lock-step; the configs must agree on LOCKSTEP_KEYS.
+    """Train every learner's model in lock-step, through the data and steps of `lockstep`.
 
-    on_epoch(k, metrics) follows each epoch of model k, on_group_epoch(epoch, metrics) each epoch of the
+    on_epoch(k, metrics) follows each epoch of learner k, on_group_epoch(epoch, metrics) each epoch of the
     group. A model whose loss is no longer finite stops after that epoch (still reported), with a
     DivergedError in its result; the others train on exactly as they would have without it.
     """
-    first = cfgs[0]
-    if any(lockstep_key(cfg) != lockstep_key(first) for cfg in cfgs):
-        raise ValueError(f"models trained in lock-step must agree on {', '.join(LOCKSTEP_KEYS)}")
-    device = resolve_device(first.device)
-    images = data.train.images[: first.data.limit].to(device)
-    labels = data.train.labels[: first.data.limit].to(device)
-    test_images, test_labels = data.test.images.to(device), data.test.labels.to(device)
-    count, batch_size, scale = len(labels), first.batch_size, first.data.pixel_scale
-
-    results = [TrainResult(build_model(cfg.seed).to(device)) for cfg in cfgs]
+    images, test_images, test_labels = lockstep.images, lockstep.test_images, lockstep.test_labels
+    count, batch_size, scale = len(images), lockstep.batch_size, lockstep.pixel_scale
+    device = images.device
+    results = [TrainResult(learner.model) for learner in learners]
     models = [result.model for result in results]
-    # Each job's training labels (its seed picks the noisy ones) and targets, each kind computed once.
-    noisy = {key: add_label_noise(labels, *key) for key in {(cfg.data.label_noise, cfg.seed) for cfg in cfgs}}
-    teachers = {
-        cfg.labels.teacher: load_teacher(cfg.labels.teacher, cfg.tracking.uri, data.test, device)
-        for cfg in cfgs
-        if cfg.labels.name == "teacher"
-    }
-    job_labels, targets, built = [], [], {}
-    for cfg, result in zip(cfgs, results, strict=True):
-        noise = (cfg.data.label_noise, cfg.seed)
-        job_labels_k, result.labels_changed = noisy[noise]
-        result.teacher = teachers.get(cfg.labels.get("teacher"))
-        kind = (OmegaConf.to_yaml(cfg.labels), id(job_labels_k))
-        if kind not in built:
-            built[kind] = build_targets(cfg.labels, job_labels_k, images, result.teacher)
-        job_labels.append(job_labels_k)
-        targets.append(built[kind])
     # One generator per seed, on the CPU, so every device sees the same order.
-    shuffles = {seed: torch.Generator().manual_seed(seed) for seed in sorted({cfg.seed for cfg in cfgs})}
+    shuffles = {seed: torch.Generator().manual_seed(seed) for seed in sorted({learner.seed for learner in learners})}
     # Batch buffers reused every step: on the CPU a fresh 800 KB tensor per step costs more than the
     # matmul (the allocator maps new pages and faults them in).
     batch_bytes = torch.empty(len(shuffles) * batch_size, images.shape[1], dtype=torch.uint8, device=device)
     batch_pixels = torch.empty(len(shuffles) * batch_size, images.shape[1], device=device)
 
-    active = list(range(len(cfgs)))
-    stack = Stack(active, cfgs, models, targets, job_labels)
-    for epoch in range(1, first.epochs + 1):
+    active = list(range(len(learners)))
+    stack = Stack(active, learners)
+    for epoch in range(1, lockstep.epochs + 1):
         start = time.perf_counter()
         # Every seed draws its order, trained or not: a seed's orders never depend on the other jobs.
         drawn = {seed: torch.randperm(count, generator=shuffle) for seed, shuffle in shuffles.items()}
@@ -327,8 +316,8 @@ def train(
             if math.isfinite(metrics.train_loss):
                 trained.append(metrics)
                 continue
-            cause = f" with lr={cfgs[k].lr}; lower the learning rate (0.1 is the textbook value)"
-            if cfgs[k].loss.name == "naive":
+            cause = f" with lr={learners[k].lr}; lower the learning rate (0.1 is the textbook value)"
+            if learners[k].loss == "naive":
                 cause = f", from {naive_failure(metrics.max_abs_logit)}"
             results[k].error = DivergedError(
                 f"training diverged at epoch {epoch}: train_loss={metrics.train_loss}{cause}"
@@ -341,6 +330,6 @@ def train(
             stack.release(models)
             if not active:
                 return results
-            stack = Stack(active, cfgs, models, targets, job_labels)
+            stack = Stack(active, learners)
     stack.release(models)
     return results

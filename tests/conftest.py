@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize
 from mlflow.tracking import MlflowClient
 
 from softmax_exp import data
 from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.prepare import prepare_group
+from softmax_exp.train import TrainResult, train
 
 # A process started in the background by a non-interactive shell ignores SIGINT, and so would every CLI the
 # tests start (exec keeps an ignored signal ignored): the Ctrl-C tests need the CLI to hear it.
@@ -35,6 +38,12 @@ def fashion_mnist() -> data.FashionMNIST:
 def compose_config(*overrides: str):
     with initialize(version_base="1.3", config_path="../conf"):
         return compose(config_name="config", overrides=list(overrides))
+
+
+def train_all(cfgs, fashion_mnist: data.FashionMNIST, **callbacks) -> list[TrainResult]:
+    """The trainer on composed configs, on the CPU, without tracking."""
+    group, prepared = prepare_group(cfgs, fashion_mnist, torch.device("cpu"))
+    return train([job.learner for job in prepared], group, **callbacks)
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from softmax_exp.noise import add_label_noise
-from softmax_exp.train import train
+from softmax_exp.prepare import prepare_group
 
-from .conftest import compose_config
+from .conftest import compose_config, train_all
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +59,13 @@ def test_the_wrong_class_is_drawn_uniformly_among_the_other_nine(labels):
 
 def test_training_with_noise_changes_a_copy_and_never_the_test_labels(fashion_mnist):
     train_before, test_before = fashion_mnist.train.labels.clone(), fashion_mnist.test.labels.clone()
-    (result,) = train([compose_config("data.label_noise=0.2", "data.limit=3000", "epochs=1")], fashion_mnist)
-    assert result.labels_changed == 600
+    noisy_cfg, clean_cfg = (
+        compose_config(*noise, "data.limit=3000", "epochs=1") for noise in (["data.label_noise=0.2"], [])
+    )
+    _, (noisy, clean) = prepare_group([noisy_cfg, clean_cfg], fashion_mnist, torch.device("cpu"))
+    assert (noisy.labels_changed, clean.labels_changed) == (600, 0)
+    assert (noisy.learner.labels != clean.learner.labels).sum() == 600
+    result, clean_result = train_all([noisy_cfg, clean_cfg], fashion_mnist)
     assert torch.equal(fashion_mnist.train.labels, train_before)  # shared by every job of the process
     assert torch.equal(fashion_mnist.test.labels, test_before)
-    (clean,) = train([compose_config("data.limit=3000", "epochs=1")], fashion_mnist)
-    assert clean.labels_changed == 0
-    assert result.final["train_acc"] < clean.final["train_acc"]  # measured against the labels it was given
+    assert result.final["train_acc"] < clean_result.final["train_acc"]  # measured against the labels it was given

@@ -16,15 +16,6 @@ from softmax_exp.tracking import SWEEP_TAG
 from tests.conftest import run_cli
 
 
-def test_a_group_is_the_configuration_less_the_seed_and_nothing_else():
-    assert replicates.group_name(["loss=scratch", "lr=0.1", "seed=3"]) == "loss=scratch,lr=0.1"
-    assert replicates.group_name(["loss=scratch", "lr=0.1", "seed=4"]) == "loss=scratch,lr=0.1"
-    assert replicates.group_name(["loss=scratch", "lr=0.05", "seed=3"]) == "loss=scratch,lr=0.05"
-    assert replicates.group_name(["+seed=1", "data.limit=10"]) == "data.limit=10"
-    assert replicates.group_name(["seed=0"]) == replicates.group_name([]) == "defaults"
-    assert replicates.group_name(["labels.seedless=1"]) == "labels.seedless=1"
-
-
 def jobs_frame(rows: list[tuple]) -> pd.DataFrame:
     """Jobs as sweep.job_table gives them: (group, loss, labels, seed, status, test_acc)."""
     records = []

@@ -12,10 +12,10 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from softmax_exp.errors import TeacherError
-from softmax_exp.jobs import Job, run_jobs
+from softmax_exp.job import Job
+from softmax_exp.jobs import run_jobs
 from softmax_exp.labels import build_targets, smooth
 from softmax_exp.teacher import load_teacher
-from softmax_exp.tracking import JobInfo
 
 from .conftest import compose_config, copy_of, run_cli
 
@@ -36,7 +36,7 @@ def teacher_run(tmp_path_factory, empty_store):
 
 
 def job(*overrides: str) -> Job:
-    return Job(compose_config(*overrides), JobInfo(overrides=list(overrides)))
+    return Job(compose_config(*overrides), overrides=list(overrides))
 
 
 def teacher_cfg(model_uri: str, *overrides: str):
@@ -141,3 +141,30 @@ def test_a_bad_teacher_fails_the_run_before_any_training(tmp_path: Path, store):
     (run,) = client.search_runs([client.get_experiment_by_name("softmax_exp").experiment_id])
     assert run.info.status == "FAILED" and run.data.tags["error"].startswith(f"labels.teacher={bad}: ")
     assert not client.get_metric_history(run.info.run_id, "train_loss")
+
+
+def test_a_lockstep_group_with_a_good_a_missing_and_a_misfit_teacher_fails_only_the_bad_two(
+    tmp_path: Path, teacher_run, misfits
+):
+    """Each job is prepared on its own: a teacher that cannot teach ends its job alone, before the group trains."""
+    missing = "runs:/0123456789abcdef0123456789abcdef/model"
+    (misfit, misfit_message), _ = misfits
+    teachers = [teacher_run.model_uri, missing, misfit]
+    result = run_cli(
+        tmp_path, "-m", "hydra/launcher=vectorized", *QUICK, "labels=teacher", f"labels.teacher={','.join(teachers)}",
+        f"tracking.uri={teacher_run.uri}", "tracking.experiment=lockstep_students",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output  # a sweep with failed jobs says so, and exits 1
+    assert "error: 2 of 3 jobs failed" in output
+    client = MlflowClient(teacher_run.uri)
+    experiment = client.get_experiment_by_name("lockstep_students").experiment_id
+    runs = {run.data.params["labels.teacher"]: run for run in client.search_runs([experiment], "params.seed = '0'")}
+    good = runs[teacher_run.model_uri]
+    assert good.info.status == "FINISHED" and "error" not in good.data.tags
+    assert good.data.tags["teacher_run_id"] == teacher_run.run.info.run_id
+    assert len(client.get_metric_history(good.info.run_id, "train_loss")) == 1
+    for uri, message in ((missing, "cannot load a PyTorch model from it"), (misfit, misfit_message)):
+        run = runs[uri]
+        assert run.info.status == "FAILED" and run.data.tags["error"].startswith(f"labels.teacher={uri}: ")
+        assert message in run.data.tags["error"] and not client.get_metric_history(run.info.run_id, "train_loss")

@@ -23,8 +23,9 @@ from mlflow.tracking import MlflowClient
 from softmax_exp import tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
-from softmax_exp.jobs import Job, run_jobs
-from softmax_exp.tracking import SWEEP_TAG, JobInfo
+from softmax_exp.job import Job
+from softmax_exp.jobs import run_jobs
+from softmax_exp.tracking import SWEEP_TAG
 
 from .conftest import compose_config, copy_of, free_port, run_cli
 
@@ -270,7 +271,7 @@ def test_an_unreachable_tracking_server_fails_fast_before_any_work(tmp_path, mod
 def test_run_jobs_works_without_hydra_and_returns_its_final_metrics(store, fashion_mnist):
     """The job function alone, as a notebook or another tool would call it: no Hydra run, no output folder."""
     cfg = compose_config("epochs=1", "data.limit=3000", f"tracking.uri={store}")
-    (metrics,) = run_jobs([Job(cfg, JobInfo())])
+    (metrics,) = run_jobs([Job(cfg)])
     client, runs = runs_of(store)
     assert [(r.info.run_name, r.info.status) for r in runs] == [("defaults", "FINISHED")]
     assert metrics["status"] == "FINISHED" and metrics["epoch"] == 1

@@ -4,20 +4,21 @@ import math
 import re
 
 import pytest
+import torch
 
 from softmax_exp.data import to_unit_interval
 from softmax_exp.errors import DivergedError
 from softmax_exp.losses import EXP_OVERFLOW
 from softmax_exp.model import build_model
-from softmax_exp.train import train
+from softmax_exp.prepare import lockstep_key
 
-from .conftest import compose_config
+from .conftest import compose_config, train_all
 
 QUICK = ("data.limit=5000", "epochs=2")  # every comparison holds from the first epochs on
 
 
 def train_one(cfg, fashion_mnist, **callbacks):
-    (result,) = train([cfg], fashion_mnist, **callbacks)
+    (result,) = train_all([cfg], fashion_mnist, **callbacks)
     return result
 
 
@@ -65,7 +66,7 @@ def test_a_diverging_model_stops_at_that_epoch_and_the_others_train_on_unchanged
     jobs = [["lr=0.1"], ["lr=1e38"], ["lr=0.05", "seed=1"]]
     cfgs = [compose_config(*QUICK, *overrides) for overrides in jobs]
     seen = []
-    results = train(cfgs, fashion_mnist, on_epoch=lambda k, metrics: seen.append(k))
+    results = train_all(cfgs, fashion_mnist, on_epoch=lambda k, metrics: seen.append(k))
     assert isinstance(results[1].error, DivergedError)
     assert str(results[1].error).startswith("training diverged at epoch 1: train_loss=nan with lr=1e+38")
     assert [m.epoch for m in results[1].history] == [1] and seen.count(1) == 1  # the failing epoch is reported
@@ -83,7 +84,7 @@ def test_models_in_lockstep_get_the_numbers_they_get_alone(fashion_mnist):
         for labels in ("hard", "soft")
         for seed in (0, 1)
     ]
-    together = train([compose_config(*QUICK, "lr=0.05", *combo) for combo in combos], fashion_mnist)
+    together = train_all([compose_config(*QUICK, "lr=0.05", *combo) for combo in combos], fashion_mnist)
     for combo, result in zip(combos, together, strict=True):
         assert_same_metrics([vars(m) for m in result.history], history(fashion_mnist, *QUICK, "lr=0.05", *combo))
     # The labels and the seed change the numbers; the two implementations of loss and optimizer agree.
@@ -101,16 +102,20 @@ def test_learning_rates_and_optimizers_mixed_within_and_across_seeds_stay_each_m
         for labels in ("hard", "soft")
     ] + [("lr=0.2", "seed=2", "labels=soft")]
     small = ("data.limit=2000", "epochs=2")  # 17 models, each also alone
-    together = train([compose_config(*small, *combo) for combo in combos], fashion_mnist)
+    together = train_all([compose_config(*small, *combo) for combo in combos], fashion_mnist)
     for combo, result in zip(combos, together, strict=True):
         assert_same_metrics([vars(m) for m in result.history], history(fashion_mnist, *small, *combo))
     # Each seed x lr x labels its own numbers (the two optimizers' are equal but for rounding).
     assert len({result.final["train_loss"] for result in together}) >= 2 * 2 * 2 + 1
 
 
-def test_models_that_cannot_step_together_are_refused(fashion_mnist):
-    with pytest.raises(ValueError, match="must agree on batch_size"):
-        train([compose_config(*QUICK), compose_config(*QUICK, "batch_size=128")], fashion_mnist)
+def test_only_jobs_that_step_through_the_same_data_alike_share_a_lockstep_group():
+    cpu = torch.device("cpu")
+    key = lockstep_key(compose_config(*QUICK), cpu)
+    assert lockstep_key(compose_config(*QUICK, "lr=0.05", "loss=scratch", "seed=3", "labels=soft"), cpu) == key
+    for other in ("batch_size=128", "epochs=3", "data.limit=4000", "data.pixel_scale=255"):
+        assert lockstep_key(compose_config(*QUICK, other), cpu) != key, other
+    assert lockstep_key(compose_config(*QUICK), torch.device("cuda")) != key
 
 
 def test_max_abs_logit_is_the_largest_logit_of_the_epoch(fashion_mnist):

@@ -140,7 +140,7 @@ class VectorizedLauncher(SweepLauncher):
                 results = run_jobs([p.job for p in prepared])
         finally:
             for p in prepared:
-                close_log(p.job.info.log)
+                close_log(p.job.log)
             HydraConfig.instance().cfg = saved_hydra_config
         for p, result in zip(prepared, results, strict=True):
             self.finish(p, result)
@@ -148,8 +148,7 @@ class VectorizedLauncher(SweepLauncher):
 
     def prepare(self, overrides: list[str], num: int) -> PreparedJob:
         """What Hydra's run_job does before the task runs: config, output folder, .hydra/ files, log, on_job_start."""
-        from softmax_exp.jobs import Job
-        from softmax_exp.tracking import JobInfo
+        from softmax_exp.job import Job
 
         config = self.configs.take(self.config, overrides)
         with open_dict(config):
@@ -183,16 +182,11 @@ class VectorizedLauncher(SweepLauncher):
             ):
                 (record / f"{name}.yaml").write_text(OmegaConf.to_yaml(node), encoding="utf-8")
 
-        info = JobInfo(
-            overrides=job_return.overrides,
-            output_dir=output_dir,
-            sweep_dir=Path(str(config.hydra.sweep.dir)),
-            log=job_logger(num, config.hydra.job_logging),
-        )
         resolved = copy.deepcopy(task_config)
         OmegaConf.resolve(resolved)  # now, while this job's Hydra config is the current one
+        job = Job.of(resolved, hydra_config.hydra, log=job_logger(num, config.hydra.job_logging))
         self.hydra_context.callbacks.on_job_start(config=config, task_function=self.task_function)
-        return PreparedJob(config, job_return, Job(resolved, info))
+        return PreparedJob(config, job_return, job)
 
     def finish(self, prepared: PreparedJob, result: dict) -> None:
         """What run_job does after the task: the JobReturn, then on_job_end."""
