@@ -2,7 +2,14 @@
 as Hydra's plugins run them on theirs: tiny apps of Hydra's, each job a few milliseconds of work."""
 
 import pytest
+from hydra import compose, initialize_config_module
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+
+from softmax_exp.config import PROJECT_ROOT
+
+# slurm_local is a config of this project's (conf/hydra/launcher/), not one the plugin registers: Hydra's apps
+# find it as any other app would, with the project's configs added to their search path.
+OUR_CONFIGS = f"hydra.searchpath=[file://{PROJECT_ROOT / 'conf'}]"
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("parallel", [])])
@@ -15,4 +22,39 @@ class TestParallelLauncher(LauncherTestSuite):
     [({}, ["-m", "hydra/hydra_logging=disabled", "hydra/job_logging=disabled", "hydra/launcher=parallel"])],
 )
 class TestParallelLauncherIntegration(IntegrationTestSuite):
+    pass
+
+
+@pytest.mark.cluster
+def test_the_suites_hydra_apps_get_our_slurm_local_launcher(hydra_restore_singletons):
+    with initialize_config_module(version_base=None, config_module="hydra.test_utils.configs"):
+        config = compose("compose", [OUR_CONFIGS, "hydra/launcher=slurm_local"], return_hydra_config=True)
+    assert config.hydra.launcher._target_ == "hydra_plugins.softmax_exp_submitit._submitit_launchers.LocalLauncher"
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("launcher_name, overrides", [("slurm_local", [OUR_CONFIGS, "hydra.launcher.timeout_min=2"])])
+class TestSlurmLocalLauncher(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    "task_launcher_cfg, extra_flags",
+    [
+        (
+            {},
+            [
+                "-m",
+                OUR_CONFIGS,
+                "hydra/hydra_logging=disabled",
+                "hydra/job_logging=disabled",
+                "hydra/launcher=slurm_local",
+                "hydra.launcher.gpus_per_node=0",
+                "hydra.launcher.timeout_min=1",
+            ],
+        )
+    ],
+)
+class TestSlurmLocalLauncherIntegration(IntegrationTestSuite):
     pass
