@@ -1,9 +1,14 @@
 """Hydra's own conformance suites for launcher plugins (hydra.test_utils.launcher_common_tests), run on ours
 as Hydra's plugins run them on theirs: tiny apps of Hydra's, each job a few milliseconds of work."""
 
+import re
+import subprocess
+import sys
+
 import pytest
 from hydra import compose, initialize_config_module
-from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from hydra.errors import HydraException
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite, sweep_1_job
 
 from softmax_exp.config import PROJECT_ROOT
 
@@ -23,6 +28,29 @@ class TestParallelLauncher(LauncherTestSuite):
 )
 class TestParallelLauncherIntegration(IntegrationTestSuite):
     pass
+
+
+VECTORIZED_REFUSES = (
+    "hydra/launcher=vectorized runs softmax_exp's own jobs only (softmax_exp.main), not {}: "
+    "use hydra/launcher=basic, or parallel, for another app"
+)
+
+
+@pytest.mark.usefixtures("hydra_restore_singletons")
+def test_the_vectorized_launcher_refuses_the_suites_app_before_any_job_runs(hydra_sweep_runner, tmp_path):
+    """It takes over softmax_exp.main's work and never calls the task it is handed: Hydra's suites cannot pass."""
+    refusal = re.escape(VECTORIZED_REFUSES).replace(re.escape("{}"), r"\S+")  # what the test harness hands over
+    with pytest.raises(HydraException, match=f"^{refusal}$"):
+        sweep_1_job(
+            hydra_sweep_runner, ["hydra/launcher=vectorized"], LauncherTestSuite().get_task_function(), tmp_path
+        )
+    assert list(tmp_path.iterdir()) == []  # no sweep folder, no job's
+    # On the command line, one line (and Hydra's own hint), no traceback: Hydra's example app.
+    command = [sys.executable, "-m", "hydra.test_utils.example_app", "-m", "hydra/launcher=vectorized"]
+    result = subprocess.run([*command, "db=mysql,postgresql"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == VECTORIZED_REFUSES.format("__main__.run_cli"), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == "" and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.cluster
