@@ -7,7 +7,9 @@ import sys
 
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
+from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite, sweep_1_job
 
 from softmax_exp.config import PROJECT_ROOT
@@ -15,6 +17,16 @@ from softmax_exp.config import PROJECT_ROOT
 # slurm_local is a config of this project's (conf/hydra/launcher/), not one the plugin registers: Hydra's apps
 # find it as any other app would, with the project's configs added to their search path.
 OUR_CONFIGS = f"hydra.searchpath=[file://{PROJECT_ROOT / 'conf'}]"
+
+
+def discovered(module: str, *classes: str) -> bool:
+    """Whether Hydra's plugin scan finds these launchers of ours, as it finds its own plugins'."""
+    found = {f"{plugin.__module__}.{plugin.__name__}" for plugin in Plugins.instance().discover(Launcher)}
+    return {f"hydra_plugins.{module}.{name}" for name in classes} <= found
+
+
+def test_hydras_plugin_scan_finds_the_parallel_launcher():
+    assert discovered("softmax_exp_parallel.parallel_launcher", "ParallelLauncher")
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("parallel", [])])
@@ -51,6 +63,11 @@ def test_the_vectorized_launcher_refuses_the_suites_app_before_any_job_runs(hydr
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == VECTORIZED_REFUSES.format("__main__.run_cli"), result.stderr
     assert "Traceback" not in result.stderr and result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.cluster
+def test_hydras_plugin_scan_finds_the_submitit_launchers():
+    assert discovered("softmax_exp_submitit._submitit_launchers", "LocalLauncher", "SlurmLauncher")
 
 
 @pytest.mark.cluster
