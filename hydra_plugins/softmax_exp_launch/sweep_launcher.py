@@ -1,12 +1,16 @@
 """The start every softmax_exp launcher shares with Hydra's own: what setup() is given, kept; and before the
-jobs, Hydra's globals, its logging, and the sweep's folder."""
+jobs, Hydra's globals, its logging, and the sweep's folder. For a launcher that runs its jobs in other
+processes, the jobs made to travel there (sweep_job.py)."""
 
 from pathlib import Path
 
+from hydra.core.singleton import Singleton
 from hydra.core.utils import configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+from hydra_plugins.softmax_exp_launch.sweep_job import SweepJob
 
 
 class SweepLauncher(Launcher):
@@ -27,3 +31,11 @@ class SweepLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         return sweep_dir
+
+    def sweep_jobs(self, job_overrides, initial_job_idx: int) -> list[SweepJob]:
+        """The sweep's jobs, each to run in a process of its own."""
+        state = Singleton.get_state()
+        return [
+            SweepJob(num, list(overrides), self.hydra_context, self.config, self.task_function, state)
+            for num, overrides in enumerate(job_overrides, initial_job_idx)
+        ]

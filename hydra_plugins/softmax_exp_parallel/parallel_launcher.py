@@ -6,8 +6,8 @@ Hydra's joblib launcher aborts the whole sweep when one of its workers dies (`ki
 joblib's pool breaks, the job running next to it dies too, and the rest never start. Here each worker is
 a process of its own, started once and handed one job at a time through its own pipe. When one dies,
 its job is reported FAILED (the sweep's summary counts it, and ends its run), a new worker takes its
-place, and the others go on. Each job runs as Hydra's launchers run them (hydra.core.utils.run_job), so
-it gets its folder, `.hydra/` files, log and callbacks as with any launcher.
+place, and the others go on. Each job runs as Hydra's launchers run them (hydra.core.utils.run_job, through
+softmax_exp_launch's SweepJob), so it gets its folder, `.hydra/` files, log and callbacks as with any launcher.
 
 Ctrl-C or `kill` of the launching process stops the workers; softmax_exp ends their runs KILLED.
 """
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
 from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
@@ -45,15 +44,14 @@ def work(connection: Connection, threads: int) -> None:
     """A worker: runs the jobs it is handed, one at a time, until the launcher closes its pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the launcher decides
     os.environ.update({name: str(threads) for name in THREAD_SETTINGS})  # before the job's imports load torch
-    from hydra_plugins.hydra_joblib_launcher._core import execute_job
-    from joblib.externals import cloudpickle  # the task function is a decorated one: pickled by value
+    import cloudpickle
 
     while True:
         try:
             job = connection.recv_bytes()
         except EOFError:
             return
-        job_return = execute_job(*cloudpickle.loads(job))
+        job_return = cloudpickle.loads(job)()  # a SweepJob
         connection.send_bytes(cloudpickle.dumps(job_return))
 
 
@@ -70,19 +68,13 @@ class ParallelLauncher(SweepLauncher):
         self.n_jobs, self.threads = n_jobs, threads
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-        from joblib.externals import cloudpickle
+        import cloudpickle  # plugin scans import this module at every start: only once a sweep is launched
 
         self.start_sweep()
         workers = max(1, min(self.n_jobs, len(job_overrides)))
         threads = self.threads or max(1, (os.cpu_count() or 1) // workers)
         log.info(f"Parallel launcher: {len(job_overrides)} jobs in {workers} worker processes of {threads} thread(s)")
-        singleton_state = Singleton.get_state()
-        jobs = [
-            cloudpickle.dumps(
-                (initial_job_idx + i, list(o), self.hydra_context, self.config, self.task_function, singleton_state)
-            )
-            for i, o in enumerate(job_overrides)
-        ]
+        jobs = [cloudpickle.dumps(job) for job in self.sweep_jobs(job_overrides, initial_job_idx)]
         returns: list[JobReturn | None] = [None] * len(jobs)
         waiting = deque(range(len(jobs)))
         pool = [self.start_worker(threads) for _ in range(workers)]

@@ -1,9 +1,9 @@
-"""softmax_exp's Hydra launcher plugin: Hydra's submitit launchers, whose Ctrl-C cancels the sweep's jobs
-(`slurm`, `slurm_local`), in _submitit_launchers.py.
+"""softmax_exp's Hydra launcher plugin: submitit launchers whose Ctrl-C cancels the sweep's jobs (`slurm`,
+`slurm_local`), in _submitit_launchers.py.
 
 Hydra instantiates only the launchers its plugin scan found, and the scan imports this package at every
-start, where a missing import would be a warning: the launchers are imported here where the plugin they
-extend is installed (the `cluster` extra), and not otherwise.
+start, where a missing import would be a warning: the launchers are imported here where Hydra's submitit
+plugin, whose configs they take, is installed (the `cluster` extra), and not otherwise.
 """
 
 from importlib.util import find_spec

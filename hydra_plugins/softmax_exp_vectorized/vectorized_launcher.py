@@ -7,6 +7,10 @@ Each job still gets what Hydra's basic launcher gives it: its own composed confi
 JobReturn. Only the training is shared: softmax_exp.jobs.run_jobs trains the jobs that can step together
 as one group, and each job's run, log and numbers stay its own.
 
+It runs softmax_exp's jobs only (softmax_exp.main's task function, whose work it takes over: it never calls
+the task function it is given). Handed another app's, it says so in one line before any job runs: that app
+needs one of Hydra's launchers (basic) or softmax_exp's parallel one.
+
 Hydra imports this module when it looks for plugins, at every start: torch and MLflow are imported only
 when a sweep is launched.
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, env_override
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -116,6 +120,13 @@ class VectorizedLauncher(SweepLauncher):
         self.configs: SweepConfigs | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        name = getattr(task_function, "__qualname__", type(task_function).__qualname__)  # a function, or a callable
+        task = f"{task_function.__module__}.{name}"
+        if task != "softmax_exp.main.main":
+            raise CompactHydraException(  # one line, without a traceback
+                f"hydra/launcher=vectorized runs softmax_exp's own jobs only (softmax_exp.main), not {task}: "
+                "use hydra/launcher=basic, or parallel, for another app"
+            )
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.configs = SweepConfigs(hydra_context.config_loader)
         hydra_context.config_loader = self.configs  # the sweeper shares this context: its checks now keep them
