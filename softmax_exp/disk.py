@@ -2,9 +2,8 @@
 
 Hydra writes a job's `.hydra/` files and opens its log before any of softmax_exp's code runs, and a full
 disk there, or a folder that cannot be made, ends in a traceback; so RoomCallback looks at both folders and
-their disks first. A disk that fills while a job
-runs (its model, figures, metrics) fails that job with the same line: tracking.py asks `said` what
-went wrong when a write to the store fails.
+their disks first. A disk that fills while a job runs (its model, figures, metrics) fails that job with
+the same line: tracking.py asks `said` what went wrong when a write to the store fails.
 """
 
 import errno

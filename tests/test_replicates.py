@@ -26,7 +26,7 @@ def test_a_group_is_the_configuration_less_the_seed_and_nothing_else():
 
 
 def jobs_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Jobs as sweep.job_table gives them: (group, loss, labels, seed, status, test_acc)."""
+    """Jobs as summary.job_table gives them: (group, loss, labels, seed, status, test_acc)."""
     records = []
     for group, loss, labels, seed, status, test_acc in rows:
         params = {"loss": loss, "labels": labels, "optimizer": "torch", "lr": "0.1", "seed": str(seed)}
