@@ -1,4 +1,5 @@
-"""May this process write to the tracking server's experiment? Asked before any work, on a server with accounts.
+"""May this process sign in to the tracking server, and write to its experiment? Asked before any work, on a
+server with accounts.
 
 A server started with MLflow's accounts (scripts/tracking-server.sh) refuses a request without credentials or
 with a wrong password (401), and a run in an experiment its user may only read (403). Asked first, each is one
@@ -24,26 +25,36 @@ def check_no_credentials_in(uri: str) -> None:
         raise TrackingError(f"tracking.uri holds an account: give the bare http://host:port, and {HOW}")
 
 
-def check_may_write(uri: str, experiment: str) -> None:
-    """On an http(s) server with accounts: credentials accepted, and the experiment ours to change (or new)."""
+def check_signed_in(uri: str) -> dict | None:
+    """On an http(s) server with accounts: the credentials accepted, and the user they sign in as. None
+    where there are no accounts: a local store, a database server, a server without them."""
     if not uri.startswith(("http://", "https://")):
-        return
+        return None
     check_no_credentials_in(uri)
     credentials = get_default_host_creds(uri)
     response = http_request(credentials, "/api/2.0/mlflow/users/current", "GET", max_retries=0, timeout=10)
-    if response.status_code == 404:  # a server without accounts: anyone may write
-        return
+    if response.status_code == 404:  # a server without accounts
+        return None
     if response.status_code == 401:
         given = f"the password of {credentials.username!r}" if credentials.username else "a request without an account"
         raise TrackingError(f"MLflow tracking server {uri} refused {given}: {HOW}")
     if response.status_code != 200:
         raise TrackingError(f"MLflow tracking server {uri} answered {response.status_code} to who-am-I: {HOW}")
-    user = response.json()["user"]
+    return response.json()["user"]
+
+
+def check_may_write(uri: str, experiment: str) -> None:
+    """On an http(s) server with accounts: credentials accepted, and the experiment ours to change (or new)."""
+    user = check_signed_in(uri)
+    if user is None:  # no accounts: anyone may write
+        return
     existing = MlflowClient(uri).get_experiment_by_name(experiment)
     if user["is_admin"] or existing is None:  # whoever creates an experiment may change it
         return
     query = {"username": user["username"], "resource_type": "experiment", "resource_id": existing.experiment_id}
-    answer = http_request(credentials, "/api/3.0/mlflow/users/permissions/get", "GET", params=query, timeout=10)
+    answer = http_request(
+        get_default_host_creds(uri), "/api/3.0/mlflow/users/permissions/get", "GET", params=query, timeout=10
+    )
     permission = answer.json().get("permission", "NO_PERMISSIONS") if answer.status_code == 200 else "NO_PERMISSIONS"
     if permission not in WRITERS:
         raise TrackingError(

@@ -1,15 +1,17 @@
 """A full disk under the tracking store or a run's outputs, said in one line: what is full, where, how to fix it.
 
 Hydra writes a job's `.hydra/` files and opens its log before any of softmax_exp's code runs, and a full
-disk there ends in a traceback; so RoomCallback looks at both disks first. A disk that fills while a job
-runs (its model, figures, metrics) fails that job with the same line: tracking.py asks `said` what
-went wrong when a write to the store fails.
+disk there, or a folder that cannot be made, ends in a traceback; so RoomCallback looks at both folders and
+their disks first. A disk that fills while a job runs (its model, figures, metrics) fails that job with
+the same line: tracking.py asks `said` what went wrong when a write to the store fails.
 """
 
 import errno
 import logging
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,34 @@ def free_mb(path: Path) -> float:
     """Free megabytes on the disk that holds `path`, or would hold it once made (its nearest existing folder)."""
     existing = next(folder for folder in (path, *path.parents) if folder.exists())
     return shutil.disk_usage(existing).free / 1e6
+
+
+def why_not_made(folder: Path) -> str | None:
+    """Why `folder` cannot be made, e.g. `in /proc (No such file or directory)`; None if it exists or can be.
+
+    The OS is asked, by making a folder in the nearest existing one and removing it at once: permission bits
+    alone miss a read-only file system, a pseudo file system such as /proc, and what root may do."""
+    if folder.is_dir():
+        return None
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as error:
+        return f"in {existing} ({error.strerror})"
+    return None
+
+
+def unmakeable_folders(uri: str, outputs: Path, setting: str) -> list[str]:
+    """The local store's folder and the outputs folder, each if it cannot be made: where, why, what to set."""
+    unmakeable = []
+    if (database := store.sqlite_path(uri)) and (why := why_not_made(database.parent)):
+        unmakeable.append(
+            f"the folder {database.parent} of the tracking store cannot be made {why}: "
+            f"choose another (tracking.uri={store.SQLITE}/OTHER/DIR/mlflow.db)"
+        )
+    if why := why_not_made(outputs):
+        unmakeable.append(f"the outputs folder {outputs} cannot be made {why}: choose another ({setting}=/OTHER/DIR)")
+    return unmakeable
 
 
 def full_disks(uri: str, outputs: Path | None, setting: str) -> list[str]:
@@ -103,7 +133,9 @@ class LogFile(logging.FileHandler):
 
 
 class RoomCallback(Callback):
-    """Before Hydra writes anything: room on the disks of the outputs and of a local store."""
+    """Before Hydra writes anything: the folders of the outputs and of a local store can be made, and their
+    disks have room. A folder that cannot be made is said first: the free space of where it cannot be (0 MB
+    in /proc) says nothing."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.check(config, Path(config.hydra.run.dir), "hydra.run.dir")
@@ -114,6 +146,7 @@ class RoomCallback(Callback):
     @staticmethod
     def check(config: DictConfig, outputs: Path, setting: str) -> None:
         # Hydra turns a callback's exception into a warning and goes on: say it, and stop here.
-        if full := full_disks(config.tracking.uri, outputs.absolute(), setting):
-            log.error(f"error: {DiskFullError('; '.join(full))}")
+        uri, outputs = config.tracking.uri, outputs.absolute()
+        if wrong := unmakeable_folders(uri, outputs, setting) or full_disks(uri, outputs, setting):
+            log.error(f"error: {'; '.join(wrong)}")
             sys.exit(1)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from softmax_exp import store
+
 SWEEP_DIR_TAG = "sweep_dir"  # only parent runs carry it
 
 
@@ -23,7 +25,6 @@ def parent_run_id(client: MlflowClient, experiment_id: str, sweep_dir: str | Pat
     if sweep_dir is None:
         return None
     folder = sweep_dir_tag(sweep_dir)[SWEEP_DIR_TAG]
-    quote = '"' if "'" in folder else "'"  # MLflow's filter strings have no escapes, only two kinds of quotes
-    query = f"tags.{SWEEP_DIR_TAG} = {quote}{folder}{quote} and attributes.status = 'RUNNING'"
+    query = f"tags.{SWEEP_DIR_TAG} = {store.quoted(folder)} and attributes.status = 'RUNNING'"
     runs = client.search_runs([experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"])
     return runs[0].info.run_id if runs else None

@@ -1,8 +1,9 @@
 """`python -m softmax_exp.report`: a sweep summed up, best test accuracy first.
 
 With seeds as replicates: one row per configuration (mean ± 95% CI, n) and the contrasts; without, or
-with --jobs, one row per job. Reads the tracking store named in conf/ (or --uri); shows the latest sweep
-unless one is named.
+with --jobs, one row per job: the summary the sweep's parent run holds (summary.py), printed. Reads the
+tracking store named in conf/ (or --uri), and only reads it: a store that is not there is said, not made.
+Shows the latest sweep unless one is named.
 """
 
 import argparse
@@ -10,11 +11,13 @@ import sys
 
 import pandas as pd
 from hydra import compose, initialize_config_dir
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from softmax_exp import replicates, tracking
+from softmax_exp import replicates, store, summary, tracking
 from softmax_exp.config import PROJECT_ROOT
-from softmax_exp.sweep import TABLE_COLUMNS, job_table
+from softmax_exp.errors import SoftmaxExpError
 
 
 def default_tracking() -> tuple[str, str]:
@@ -24,18 +27,34 @@ def default_tracking() -> tuple[str, str]:
     return cfg.tracking.uri, cfg.tracking.experiment
 
 
-def find_sweep(client: MlflowClient, experiment_id: str, sweep: str | None):
+def read(uri: str, experiment: str, name: str | None) -> tuple[Run, summary.SweepSummary] | None:
+    """The sweep and its summary, from a store checked and opened only to read; None when there is no such
+    sweep. What MLflow fails on is said in one line, as TrackingError."""
+    store.check_for_reading(uri, experiment)
+    try:
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return None
+        store.check_not_deleted(found)
+        sweep = find_sweep(client, found.experiment_id, name)
+        return None if sweep is None else (sweep, summary.summarize(client, sweep.info.run_id))
+    except MlflowException as error:
+        raise store.failed(uri, error) from None
+
+
+def find_sweep(client: MlflowClient, experiment_id: str, sweep: str | None) -> Run | None:
     """The latest sweep (parent run), or the one whose run id or run name is `sweep`."""
     query = f"tags.`{tracking.SWEEP_TAG}` = 'true'"
     if sweep is not None:
-        query += f" and attributes.run_name = '{sweep}'"
         if len(sweep) == 32 and sweep.isalnum():  # an MLflow run id
             return client.get_run(sweep)
+        query += f" and attributes.run_name = {store.quoted(sweep)}"
     runs = client.search_runs([experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(sweep: summary.SweepSummary) -> str:
     def cell(column: str, value) -> str:
         if value is None:
             return "-"
@@ -43,7 +62,10 @@ def format_table(rows: list[dict]) -> str:
             return f"{value:.4f}"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
-    return aligned([list(TABLE_COLUMNS)] + [[cell(column, row[column]) for column in TABLE_COLUMNS] for row in rows])
+    header, *rows = sweep.table()
+    return aligned(
+        [header] + [[cell(column, value) for column, value in zip(header, row, strict=True)] for row in rows]
+    )
 
 
 def format_groups(groups: pd.DataFrame) -> str:
@@ -77,28 +99,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     uri, experiment = default_tracking()
     uri, experiment = args.uri or uri, args.experiment or experiment
-    tracking.check_reachable(uri)
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    sweep = find_sweep(client, found.experiment_id, args.sweep) if found else None
-    if sweep is None:
+    try:
+        found = read(uri, experiment, args.sweep)
+    except SoftmaxExpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if found is None:
         named = f" {args.sweep!r}" if args.sweep else ""
-        print(f"no sweep{named} in experiment {experiment!r} of {uri}: run one with "
+        print(f"no sweep{named} in experiment {experiment!r} of {store.redacted(uri)}: run one with "
               "`python -m softmax_exp -m experiment=grid`", file=sys.stderr)  # fmt: skip
         return 1
-    print(f"sweep {sweep.info.run_name} ({sweep.info.run_id}), {uri}")
-    rows = job_table(client, sweep.info.run_id)
-    groups = replicates.group_summary(pd.DataFrame(rows)) if rows else None
-    if args.jobs or groups is None or not replicates.has_replicates(groups):
-        print(format_table(rows))
+    run, sweep = found
+    print(f"sweep {run.info.run_name} ({run.info.run_id}), {store.redacted(uri)}")
+    if args.jobs or not sweep.has_replicates:
+        print(format_table(sweep))
         if not args.jobs:
             print("n = 1 for every configuration (one seed each): sweep seed=0,1,2,3,4 for confidence intervals")
         return 0
-    print(format_groups(groups))
-    contrasts = replicates.contrasts(pd.DataFrame(rows))
-    if not contrasts.empty:
+    print(format_groups(sweep.groups))
+    if not sweep.contrasts.empty:
         print("\ncontrasts (paired over runs that differ only in that choice, final test_acc):")
-        for contrast in contrasts.to_dict("records"):
+        for contrast in sweep.contrasts.to_dict("records"):
             print(f"  {replicates.describe(contrast)}")
     return 0
 

@@ -1,18 +1,26 @@
 """The tracking store: its settings checked before any work, and a new local store created by one process at a time.
 
 Each refused setting raises TrackingError with one line that says what is wrong and how to fix it, and
-leaves nothing behind: the store's folder and files are made only once every setting is accepted.
-Nothing here prints a password: URIs are shown with theirs replaced by ***.
+leaves nothing behind: the store's folder and files are made only once every setting is accepted. A store
+to write to (a run, a sweep: check_for_writing) may be new; one to read from (the report:
+check_for_reading) must exist, and is never made. Nothing here prints a password: URIs are shown with
+theirs replaced by ***.
 """
 
 import fcntl
 import socket
 import sqlite3
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from mlflow.entities import Experiment
+from mlflow.exceptions import MlflowException
+
+from softmax_exp import access
 from softmax_exp.errors import TrackingError
 
 SQLITE = "sqlite:///"
@@ -38,6 +46,72 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith(SQLITE):
         return None
     return Path(unquote(uri.removeprefix(SQLITE).partition("?")[0]))
+
+
+def check_for_writing(uri: str, experiment: str) -> None:
+    """Every setting a run or sweep needs: the store can work, answers, and lets this user write the experiment."""
+    check(uri, experiment)
+    check_reachable(uri)
+    access.check_may_write(uri, experiment)
+
+
+def check_for_reading(uri: str, experiment: str) -> None:
+    """Every setting a reader needs: the store can work, answers, lets this user in, and exists, so that
+    opening it makes nothing (MLflow makes a missing SQLite store, and its tables in an empty file)."""
+    check(uri, experiment)
+    check_reachable(uri)
+    access.check_signed_in(uri)
+    if database := sqlite_path(uri):
+        if not database.exists():
+            raise TrackingError(
+                f"there is no tracking store at {database}: give the path of an existing one, "
+                "or make this one with a run (`python -m softmax_exp`)"
+            )
+        check_readable(database)
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            raise TrackingError(f"{database} is a SQLite database but not an MLflow tracking store: name another")
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5):
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(
+            f"MLflow tracking server {redacted(uri)} is unreachable ({reason}): start it with "
+            "`mlflow server --host 127.0.0.1 --port 5000`, or drop tracking.uri to use the local store"
+        ) from None
+
+
+def check_not_deleted(experiment: Experiment) -> None:
+    """A deleted experiment keeps its name, and MLflow refuses runs in it: say so, with both ways out."""
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow experiment {experiment.name!r} is deleted: restore it in the UI, "
+            "or choose tracking.experiment=NEW_NAME"
+        )
+
+
+def failed(uri: str, error: MlflowException) -> TrackingError:
+    """What MLflow says when the store fails, in one line that names the store."""
+    return TrackingError(f"MLflow tracking store {redacted(uri)} failed: {error.message}")
+
+
+def quoted(value: str) -> str:
+    """A string value for an MLflow search filter. The filter grammar has no escapes: a value is whatever
+    lies between its quotes (mlflow/utils/search_utils.py, _strip_quotes), so a value holding one kind of
+    quote is put between the other kind, and one holding both cannot be searched for."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise TrackingError(f"{value!r} holds both kinds of quote, which an MLflow search filter cannot hold")
 
 
 def check(uri: str, experiment: str) -> None:

@@ -11,8 +11,6 @@ import logging
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -33,10 +31,9 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 from omegaconf import DictConfig, OmegaConf
 
 import softmax_exp.sqlite_wal  # noqa: F401  puts every SQLite store this process opens in WAL mode
-from softmax_exp import access, disk, links, nesting, replicates, store
+from softmax_exp import disk, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
-from softmax_exp.errors import TrackingError
 from softmax_exp.job import Job
 from softmax_exp.model import PIXELS
 from softmax_exp.prepare import PreparedJob
@@ -60,27 +57,11 @@ for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_
 open_runs: dict[str, str] = {}
 
 
-def check_reachable(uri: str) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when a tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5):
-            pass
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise TrackingError(
-            f"MLflow tracking server {store.redacted(uri)} is unreachable ({reason}): start it with "
-            "`mlflow server --host 127.0.0.1 --port 5000`, or drop tracking.uri to use the local store"
-        ) from None
-
-
 @functools.cache  # one look-up per process, not one per job of a sweep
 def experiment_id(uri: str, name: str) -> str:
-    """The experiment's id, creating it on first use; a local store keeps its artifacts beside the database."""
-    store.check(uri, name)
-    check_reachable(uri)
-    access.check_may_write(uri, name)
+    """The experiment's id, creating it on first use, once the settings are accepted (store.check_for_writing);
+    a local store keeps its artifacts beside the database."""
+    store.check_for_writing(uri, name)
     artifact_location = None
     if database := store.sqlite_path(uri):
         artifact_location = (database.parent / "mlartifacts").as_uri()
@@ -94,13 +75,8 @@ def experiment_id(uri: str, name: str) -> str:
                 except MlflowException:  # a parallel job created it first
                     experiment = client.get_experiment_by_name(name)
     except MlflowException as error:
-        if full := disk.said(error, uri):
-            raise full from None
-        raise TrackingError(f"MLflow tracking store {store.redacted(uri)} failed: {error.message}") from None
-    if experiment.lifecycle_stage == "deleted":
-        raise TrackingError(
-            f"MLflow experiment {name!r} is deleted: restore it in the UI, or choose tracking.experiment=NEW_NAME"
-        )
+        raise disk.said(error, uri) or store.failed(uri, error) from None
+    store.check_not_deleted(experiment)
     return experiment.experiment_id
 
 

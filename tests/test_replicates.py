@@ -17,7 +17,7 @@ from tests.conftest import run_cli
 
 
 def jobs_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Jobs as sweep.job_table gives them: (group, loss, labels, seed, status, test_acc)."""
+    """Jobs as summary.job_table gives them: (group, loss, labels, seed, status, test_acc)."""
     records = []
     for group, loss, labels, seed, status, test_acc in rows:
         params = {"loss": loss, "labels": labels, "optimizer": "torch", "lr": "0.1", "seed": str(seed)}

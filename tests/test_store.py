@@ -3,12 +3,13 @@
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from softmax_exp import links, store, tracking
+from softmax_exp import disk, links, store, tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import TrackingError
 
@@ -151,3 +152,39 @@ def test_a_store_in_a_path_under_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(TrackingError, match="is a file, not a folder"):
         store.check(f"sqlite:///{tmp_path}/file/mlflow.db", "softmax_exp")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path) -> Iterator[Path]:
+    """A real read-only filesystem (tmpfs), mounted for the test."""
+    disk = tmp_path / "read_only"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a filesystem here (needs root): {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def test_a_store_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path, read_only_disk):
+    (tmp_path / "file").write_text("")
+    cases = {  # the store's folder: where and why the OS refuses to make it
+        tmp_path / "file" / "sub": f"in {tmp_path}/file (Not a directory)",
+        read_only_disk / "sub": f"in {read_only_disk} (Read-only file system)",
+        Path("/proc/nope"): "in /proc (",  # No such file or directory for root, Permission denied for a user
+    }
+    for folder, why in cases.items():
+        (said,) = disk.unmakeable_folders(f"sqlite:///{folder}/mlflow.db", tmp_path / "outputs", "hydra.run.dir")
+        assert said.startswith(f"the folder {folder} of the tracking store cannot be made {why}"), said
+    (said,) = disk.unmakeable_folders(f"sqlite:///{tmp_path}/new/mlflow.db", Path("/proc/x/run"), "hydra.sweep.dir")
+    assert said.startswith("the outputs folder /proc/x/run cannot be made in /proc (")
+    assert said.endswith("choose another (hydra.sweep.dir=/OTHER/DIR)")
+    assert disk.unmakeable_folders(f"sqlite:///{tmp_path}/new/deeper/mlflow.db", tmp_path / "outputs", "x") == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file", "read_only"]  # asked, nothing made
+
+
+def test_the_cli_says_a_store_folder_cannot_be_made_not_that_its_disk_is_full(tmp_path):
+    output = start_cli(tmp_path, "tracking.uri=sqlite:////proc/nope/m.db").communicate(timeout=240)[0]
+    assert "error: the folder /proc/nope of the tracking store cannot be made in /proc (" in output, output
+    assert "full" not in output and "Traceback" not in output and "epoch" not in output, output
+    assert list(tmp_path.iterdir()) == []  # before Hydra writes anything

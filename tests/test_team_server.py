@@ -101,6 +101,17 @@ def test_no_or_wrong_credentials_are_one_line_before_any_work(server, tmp_path, 
     assert runs == []
 
 
+def test_the_report_without_an_account_is_one_line(server, tmp_path, monkeypatch):
+    """The report signs in as a run does (access.check_signed_in), before it reads anything."""
+    as_user(monkeypatch, None, None)
+    result = run_cli(tmp_path, "--uri", server.uri, "--experiment", "student1", module="softmax_exp.report")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"error: MLflow tracking server {server.uri} refused a request without an account: "
+        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to your account on it\n"
+    )
+
+
 def test_a_student_cannot_write_into_anothers_experiment_but_can_read_it(server, tmp_path, monkeypatch):
     (tmp_path / "own").mkdir()
     (tmp_path / "other").mkdir()

@@ -1,0 +1,106 @@
+"""A sweep summed up, in one place: per job, per configuration, the contrasts, the best job and configuration.
+
+Read from the store after the last job: the sweep's end writes it to the parent run (sweep.py), and
+`python -m softmax_exp.report` prints it (report.py), so the two never disagree. With seeds as
+replicates, a configuration is a job's choices less the seed (job.Job.group).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from softmax_exp import replicates, tracking
+
+TABLE_COLUMNS = (
+    "run_name",
+    "status",
+    "loss",
+    "labels",
+    "optimizer",
+    "lr",
+    "seed",
+    "train_loss",
+    "train_acc",
+    "test_acc",
+)
+
+
+@dataclass
+class SweepSummary:
+    jobs: list[dict[str, Any]]  # a row per job (job_table), best final test accuracy first, failed jobs last
+    groups: pd.DataFrame | None  # a row per configuration (replicates.group_summary); None for a sweep of no jobs
+    contrasts: pd.DataFrame | None  # replicates.contrasts; None for a sweep of no jobs
+
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        return [row for row in self.jobs if row["status"] == "FINISHED"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [row for row in self.jobs if row["status"] != "FINISHED"]
+
+    @property
+    def best_job(self) -> dict[str, Any] | None:
+        """The finished job with the best final test accuracy."""
+        return next(iter(self.finished), None)
+
+    @property
+    def best_config(self) -> pd.Series | None:
+        """The configuration with the best mean final test accuracy over its finished jobs."""
+        return self.groups.iloc[0] if self.finished else None
+
+    @property
+    def has_replicates(self) -> bool:
+        return self.groups is not None and replicates.has_replicates(self.groups)
+
+    def table(self) -> list[list]:
+        """The job table: a header (TABLE_COLUMNS), then a row per job."""
+        return [list(TABLE_COLUMNS)] + [[row[column] for column in TABLE_COLUMNS] for row in self.jobs]
+
+
+def summarize(client: MlflowClient, parent_run_id: str) -> SweepSummary:
+    """The sweep whose parent run is `parent_run_id`, as its jobs' runs in the store say."""
+    jobs = job_table(client, parent_run_id)
+    if not jobs:
+        return SweepSummary(jobs, None, None)
+    frame = pd.DataFrame(jobs)
+    return SweepSummary(jobs, replicates.group_summary(frame), replicates.contrasts(frame))
+
+
+def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
+    """One row per job of a sweep: its choices, status and final metrics (None where it failed)."""
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10_000
+    )
+    rows = []
+    for run in children:
+        params, metrics = run.data.params, run.data.metrics
+        row = {"run_name": run.info.run_name, "status": run.info.status, "run_id": run.info.run_id}
+        row.update({group: params.get(group) for group in tracking.GROUPS})
+        row["lr"] = float(params["lr"]) if "lr" in params else None
+        row["seed"] = int(params["seed"]) if "seed" in params else None
+        row.update({key: metrics.get(f"final_{key}") for key in tracking.FINAL_KEYS})
+        row["group"] = run.data.tags.get(replicates.TAG, run.info.run_name)
+        row["params"] = params
+        rows.append(row)
+    return sorted(rows, key=lambda row: -1 if row["test_acc"] is None else row["test_acc"], reverse=True)
+
+
+def group_curves(client: MlflowClient, summary: SweepSummary) -> dict[str, dict[str, np.ndarray]]:
+    """Per configuration, its finished jobs' train and test accuracy at each epoch: a row per job."""
+    finished = pd.DataFrame(summary.finished)
+    return {
+        group: {key: histories(client, members["run_id"], key) for key in ("train_acc", "test_acc")}
+        for group, members in finished.groupby("group")
+    }
+
+
+def histories(client: MlflowClient, run_ids: pd.Series, key: str) -> np.ndarray:
+    """One row per run: the metric's value at each epoch (runs of a group share their number of epochs)."""
+    return np.array(
+        [[m.value for m in sorted(client.get_metric_history(i, key), key=lambda m: m.step)] for i in run_ids]
+    )
