@@ -10,6 +10,7 @@ import logging
 import os
 import statistics
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict
 from itertools import repeat
 
@@ -20,7 +21,7 @@ from softmax_exp import data, evaluate, inputs, plots, tracking
 from softmax_exp.config import resolve_device, validate
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 from softmax_exp.job import Job
-from softmax_exp.prepare import Preparation, lockstep, lockstep_key
+from softmax_exp.prepare import Preparation, PreparedJob, lockstep, lockstep_key
 from softmax_exp.train import EpochMetrics, train
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,9 @@ def refuse(job: Job, error: ConfigError) -> dict:
 def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
     """Train jobs that can step together, each prepared on its own and tracked in its own run, as one group."""
     first = jobs[0].cfg
-    outcomes = {}
     with tracking.job_runs(jobs, str(device)) as runs:
         fashion_mnist = data.load(to_absolute_path(first.data.root))
-        prepare, prepared = Preparation(first, fashion_mnist, device), {}
-        for k, (run, job) in enumerate(zip(runs, jobs, strict=True)):
-            run.log_inputs(inputs.dataset_inputs(fashion_mnist, job.cfg))
-            try:
-                prepared[k] = prepare(job.cfg)
-            except SoftmaxExpError as error:  # this job's own (its teacher): its neighbours train without it
-                run.end(error)
-                outcomes[k] = failed(job, error)
+        prepared, outcomes = prepare_each(jobs, runs, fashion_mnist, device)
         members = list(prepared)  # learner i of the trainer is job members[i] of the group
 
         def on_epoch(i: int, metrics: EpochMetrics) -> None:
@@ -94,17 +87,40 @@ def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
                 runs[k].end(result.error)
                 outcomes[k] = failed(jobs[k], result.error)
         finished_jobs = [k for k, result in results.items() if result.error is None]
-        test = fashion_mnist.test
-        confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in finished_jobs}
-        workers = min(len(finished_jobs), os.cpu_count() or 1) if len(finished_jobs) > 1 else 0  # one: drawn here
-        with plots.drawing(workers) as draw:
-            histories = [[asdict(m) for m in results[k].history] for k in finished_jobs]
-            figures = draw(plots.job_figures, histories, [confusions[k] for k in finished_jobs], repeat(data.CLASSES))
-            for k, job_figures in zip(finished_jobs, figures, strict=True):  # each as soon as its figures are drawn
-                runs[k].log_result(results[k], prepared[k], confusions[k], job_figures)
-                runs[k].end()
-                outcomes[k] = finished(results[k].final)
+        for k, metrics in log_results(finished_jobs, runs, results, prepared, fashion_mnist.test):
+            outcomes[k] = finished(metrics)
     return [outcomes[k] for k in range(len(jobs))]
+
+
+def prepare_each(
+    jobs: list[Job], runs: list[tracking.JobRun], fashion_mnist: data.FashionMNIST, device: torch.device
+) -> tuple[dict[int, PreparedJob], dict[int, dict]]:
+    """Each job's data as its run records it, and its learner; a job that cannot be prepared ends alone, FAILED."""
+    prepare, prepared, outcomes = Preparation(jobs[0].cfg, fashion_mnist, device), {}, {}
+    for k, (run, job) in enumerate(zip(runs, jobs, strict=True)):
+        run.log_inputs(inputs.dataset_inputs(fashion_mnist, job.cfg))
+        try:
+            prepared[k] = prepare(job.cfg)
+        except SoftmaxExpError as error:  # this job's own (its teacher): its neighbours train without it
+            run.end(error)
+            outcomes[k] = failed(job, error)
+    return prepared, outcomes
+
+
+def log_results(
+    members: list[int], runs: list[tracking.JobRun], results: dict, prepared: dict, test: data.Split
+) -> Iterator[tuple[int, dict]]:
+    """Each trained job's results, figures and model written to its run, which then ends FINISHED: as soon as its
+    figures are drawn (by other cores, for a group). Yields each job's final metrics."""
+    confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in members}
+    workers = min(len(members), os.cpu_count() or 1) if len(members) > 1 else 0  # one job's: drawn here
+    with plots.drawing(workers) as draw:
+        histories = [[asdict(m) for m in results[k].history] for k in members]
+        figures = draw(plots.job_figures, histories, [confusions[k] for k in members], repeat(data.CLASSES))
+        for k, job_figures in zip(members, figures, strict=True):
+            runs[k].log_result(results[k], prepared[k], confusions[k], job_figures)
+            runs[k].end()
+            yield k, results[k].final
 
 
 def report_group_epoch(epoch: int, metrics: list[EpochMetrics]) -> None:

@@ -44,10 +44,10 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=Vec
 
 
 @dataclass
-class PreparedJob:
+class StartedJob:
     config: DictConfig  # the job's whole config, hydra node included
     job_return: JobReturn
-    job: object  # softmax_exp.jobs.Job
+    job: object  # softmax_exp.job.Job (imported once a sweep is launched)
 
 
 def job_logger(num: int, job_logging: DictConfig) -> logging.Logger:
@@ -137,27 +137,27 @@ class VectorizedLauncher(SweepLauncher):
         self.start_sweep()
         log.info(f"Vectorized launcher: {len(job_overrides)} jobs in this process, trained in lock-step")
         saved_hydra_config = HydraConfig.instance().cfg
-        prepared = []
+        started = []
         try:
             for i, overrides in enumerate(job_overrides):
-                prepared.append(self.prepare(list(overrides), initial_job_idx + i))
-            configs = [p.config for p in prepared]
+                started.append(self.start(list(overrides), initial_job_idx + i))
+            configs = [p.config for p in started]
             if one_setting(configs, "hydra.job.chdir"):
                 raise HydraException(
                     "hydra.job.chdir=true: the vectorized launcher runs every job in one working directory; "
                     "use hydra/launcher=basic to run each job in its own"
                 )
             with env_override(one_setting(configs, "hydra.job.env_set")):
-                results = run_jobs([p.job for p in prepared])
+                results = run_jobs([p.job for p in started])
         finally:
-            for p in prepared:
+            for p in started:
                 close_log(p.job.log)
             HydraConfig.instance().cfg = saved_hydra_config
-        for p, result in zip(prepared, results, strict=True):
+        for p, result in zip(started, results, strict=True):
             self.finish(p, result)
-        return [p.job_return for p in prepared]
+        return [p.job_return for p in started]
 
-    def prepare(self, overrides: list[str], num: int) -> PreparedJob:
+    def start(self, overrides: list[str], num: int) -> StartedJob:
         """What Hydra's run_job does before the task runs: config, output folder, .hydra/ files, log, on_job_start."""
         from softmax_exp.job import Job
 
@@ -197,14 +197,14 @@ class VectorizedLauncher(SweepLauncher):
         OmegaConf.resolve(resolved)  # now, while this job's Hydra config is the current one
         job = Job.of(resolved, hydra_config.hydra, log=job_logger(num, config.hydra.job_logging))
         self.hydra_context.callbacks.on_job_start(config=config, task_function=self.task_function)
-        return PreparedJob(config, job_return, job)
+        return StartedJob(config, job_return, job)
 
-    def finish(self, prepared: PreparedJob, result: dict) -> None:
+    def finish(self, started: StartedJob, result: dict) -> None:
         """What run_job does after the task: the JobReturn, then on_job_end."""
-        prepared.job_return.return_value = result
-        prepared.job_return.status = JobStatus.COMPLETED
+        started.job_return.return_value = result
+        started.job_return.status = JobStatus.COMPLETED
         if result.get("status") == "FAILED":
-            overrides = " ".join(prepared.job_return.overrides)
-            log.error(f"#{prepared.config.hydra.job.num} {overrides}: error: {result['error']}")
-        HydraConfig.instance().set_config(prepared.config)
-        self.hydra_context.callbacks.on_job_end(config=prepared.config, job_return=prepared.job_return)
+            overrides = " ".join(started.job_return.overrides)
+            log.error(f"#{started.config.hydra.job.num} {overrides}: error: {result['error']}")
+        HydraConfig.instance().set_config(started.config)
+        self.hydra_context.callbacks.on_job_end(config=started.config, job_return=started.job_return)
