@@ -7,7 +7,11 @@ class SoftmaxExpError(CompactHydraException):
     """Base of every error caused by the input (config, data, tracking server), not by a bug."""
 
 
-class ConfigError(SoftmaxExpError):
+class JobError(SoftmaxExpError):
+    """A job's own failure, which its configuration alone causes: run again, it fails again."""
+
+
+class ConfigError(JobError):
     pass
 
 
@@ -15,7 +19,7 @@ class DataError(SoftmaxExpError):
     pass
 
 
-class DivergedError(SoftmaxExpError):
+class DivergedError(JobError):
     pass
 
 

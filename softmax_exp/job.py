@@ -37,11 +37,16 @@ class Job:
         )
 
     @property
+    def choices(self) -> list[str]:
+        """Its overrides less where data and runs live: what makes it one job of its sweep, and no other."""
+        return choices(self.overrides)
+
+    @property
     def name(self) -> str:
         """The job's choices, e.g. `loss=scratch,labels=soft,lr=0.05`: its run's name."""
-        return ",".join(choices(self.overrides)) or "defaults"
+        return ",".join(self.choices) or "defaults"
 
     @property
     def group(self) -> str:
         """Its configuration less the seed, e.g. `loss=scratch,labels=soft`: the jobs that replicate it."""
-        return ",".join(o for o in choices(self.overrides) if o.lstrip("+~").partition("=")[0] != "seed") or "defaults"
+        return ",".join(o for o in self.choices if o.lstrip("+~").partition("=")[0] != "seed") or "defaults"

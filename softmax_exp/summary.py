@@ -71,13 +71,19 @@ def summarize(client: MlflowClient, parent_run_id: str) -> SweepSummary:
 
 
 def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
-    """One row per job of a sweep: its choices, status and final metrics (None where it failed)."""
+    """One row per job of a sweep: its choices, status and final metrics (None where it failed). A job run again
+    by a resume counts once, as its latest run."""
     parent = client.get_run(parent_run_id)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10_000
-    )
+    )  # newest first
+
+    def job(run) -> str:
+        return run.data.tags.get(tracking.JOB_TAG, run.info.run_id)
+
+    latest = {job(run): run for run in reversed(children)}
     rows = []
-    for run in children:
+    for run in (run for run in children if latest[job(run)] is run):
         params, metrics = run.data.params, run.data.metrics
         row = {"run_name": run.info.run_name, "status": run.info.status, "run_id": run.info.run_id}
         row.update({group: params.get(group) for group in tracking.GROUPS})

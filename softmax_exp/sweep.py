@@ -17,7 +17,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import disk, job, links, nesting, plots, replicates, store, summary, telemetry, tracking
+from softmax_exp import disk, job, links, nesting, plots, replicates, resume, store, summary, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -50,24 +50,35 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         uri = config.tracking.uri
+        resuming = config.hydra.sweeper.get("resume", False)  # our sweepers' key: Hydra's own have none
         try:
             if unknown := unknown_keys(config):  # a `+typo=value` set for every job
                 raise ConfigError(unknown_key_message(unknown[0]))
+            if resuming:
+                resume.check_same_sweep(config)
             telemetry.apply(config.tracking.telemetry)
             experiment = self.experiment_id = tracking.experiment_id(uri, config.tracking.experiment)
+            client = MlflowClient(uri)
+            if resuming:
+                self.parent_run_id = resume.reopen(client, experiment, config.hydra.sweep.dir)
         except SoftmaxExpError as error:
             log.error(f"error: {error}")
             sys.exit(1)  # before any job starts
-        client = MlflowClient(uri)
-        run = client.create_run(
-            experiment,
-            run_name=sweep_name(config),
-            tags={tracking.SWEEP_TAG: "true", **nesting.sweep_dir_tag(config.hydra.sweep.dir), **tracking.git_tags()},
-        )
-        self.parent_run_id = run.info.run_id
+        if not resuming:
+            run = client.create_run(
+                experiment,
+                run_name=sweep_name(config),
+                tags={
+                    tracking.SWEEP_TAG: "true",
+                    **nesting.sweep_dir_tag(config.hydra.sweep.dir),
+                    **tracking.git_tags(),
+                },
+            )
+            self.parent_run_id = run.info.run_id
+            client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in sweep_overrides(config).items()])
         tracking.open_runs[self.parent_run_id] = uri
-        client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in sweep_overrides(config).items()])
-        log.info(f"MLflow sweep run {run.info.run_name!r} ({self.parent_run_id}) in {uri}")
+        how = "resumed" if resuming else "started"
+        log.info(f"MLflow sweep run {sweep_name(config)!r} ({self.parent_run_id}) {how} in {store.redacted(uri)}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:

@@ -7,6 +7,7 @@ In a sweep, sweep.py creates the parent run in the launching process, and each j
 import csv
 import functools
 import io
+import json
 import logging
 import subprocess
 import tempfile
@@ -34,12 +35,15 @@ import softmax_exp.sqlite_wal  # noqa: F401  puts every SQLite store this proces
 from softmax_exp import disk, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
+from softmax_exp.errors import JobError
 from softmax_exp.job import Job
 from softmax_exp.model import PIXELS
 from softmax_exp.prepare import PreparedJob
 from softmax_exp.train import EpochMetrics, TrainResult
 
 SWEEP_TAG = "softmax_exp.sweep"  # marks parent runs, so the report can find the latest sweep
+JOB_TAG = "softmax_exp.job"  # a job's choices (JSON): which job of its sweep the run is, for a resume
+OWN_FAILURE_TAG = "softmax_exp.own_failure"  # a run that FAILED for its configuration's own reason (errors.JobError)
 GROUPS = ("loss", "labels", "optimizer")
 FINAL_KEYS = ("train_loss", "train_acc", "test_acc")
 METRICS_EVERY = 1.0  # seconds: a run's per-epoch metrics are written at most this often, and as it ends
@@ -157,7 +161,7 @@ class JobRun:
         self.experiment_id = experiment_id(self.uri, cfg.tracking.experiment)
         self.client = MlflowClient(self.uri)
         tags = {**context_tags(), "torch_version": torch.__version__, "hydra_version": hydra.__version__}
-        tags |= {"device": device, **git_tags(), replicates.TAG: job.group}
+        tags |= {"device": device, **git_tags(), replicates.TAG: job.group, JOB_TAG: json.dumps(job.choices)}
         if parent_run_id is not None:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         self.run_id = self.client.create_run(self.experiment_id, run_name=job.name, tags=tags).info.run_id
@@ -237,6 +241,8 @@ class JobRun:
             self.send_metrics()
             if error is not None:
                 self.client.set_tag(self.run_id, "error", reason)
+            if isinstance(error, JobError):
+                self.client.set_tag(self.run_id, OWN_FAILURE_TAG, "true")
             self.log_job_files()
         except Exception as failure:
             if error is None:

@@ -1,0 +1,1 @@
+"""softmax_exp's Hydra sweeper plugin: `hydra/sweeper=grid`, the suite's default, which can resume a sweep."""
