@@ -35,6 +35,7 @@ from softmax_exp.sweep import job_table
 # every file of conf/experiment/. Distill comes after label_noise, whose ε = 0, p = 0 jobs are its hard labels.
 EXPERIMENTS = ("grid", "lr_sweep", "overflow", "label_noise", "distill")
 EXPECTED_TO_FAIL = {"overflow"}  # its loss=naive job fails on purpose: the sweep exits 1
+DEFAULT_RUN = "tracking.experiment=default_run"  # `python -m softmax_exp` alone, in an experiment of its own
 TEACHER = ("epochs=50", "tracking.experiment=teachers")  # 5x the students' epochs
 QUICK = ("epochs=2", "data.limit=2000")  # and 2 seeds where an experiment sweeps them
 QUICK_TEACHER = ("epochs=10", "data.limit=2000", "tracking.experiment=teachers")
@@ -69,7 +70,9 @@ def softmax_exp(store: Path, folder: str, *args: str) -> int:
 
 
 def run_all(store: Path, quick: bool) -> None:
-    """The teacher, then every named experiment, into `store` (a new folder)."""
+    """The default run, the teacher, then every named experiment, into `store` (a new folder)."""
+    if softmax_exp(store, "default_run", *(QUICK if quick else ()), DEFAULT_RUN) != 0:
+        sys.exit("results: the default run failed (its output is above)")
     if softmax_exp(store, "teacher", *(QUICK_TEACHER if quick else TEACHER)) != 0:
         sys.exit("results: the teacher's run failed (its output is above)")
     teacher = teacher_uri(MlflowClient(f"sqlite:///{store}/mlflow.db"))
@@ -81,10 +84,16 @@ def run_all(store: Path, quick: bool) -> None:
 
 
 def teacher_uri(client: MlflowClient) -> str:
-    """The model of the latest finished run in the teachers' experiment."""
-    teachers = client.get_experiment_by_name(TEACHER[-1].partition("=")[2])
-    runs = client.search_runs([teachers.experiment_id], "attributes.status = 'FINISHED'", max_results=1)
-    return f"runs:/{runs[0].info.run_id}/model"
+    return f"runs:/{latest_run(client, TEACHER[-1]).info.run_id}/model"
+
+
+def latest_run(client: MlflowClient, experiment_override: str):
+    """The latest finished run in the experiment that `tracking.experiment=NAME` names; None without one."""
+    experiment = client.get_experiment_by_name(experiment_override.partition("=")[2])
+    runs = experiment and client.search_runs(
+        [experiment.experiment_id], "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]
+    )
+    return runs[0] if runs else None
 
 
 # --- reading the stored runs ---------------------------------------------------------------------------------
@@ -190,6 +199,21 @@ def report_text(jobs: pd.DataFrame) -> list[str]:
 
 
 # --- the sections of results.md ------------------------------------------------------------------------------
+
+
+def default_run(store: Store, run) -> list[str]:
+    history = {key: store.client.get_metric_history(run.info.run_id, key) for key in replicates.METRICS[::-1]}
+    epochs = [[str(step), *(f"{history[key][step - 1].value:.4f}" for key in history)] for step in range(1, 1 + len(
+        history["test_acc"]))]  # fmt: skip
+    return [
+        "## The default run",
+        "",
+        *code(store.run_command(run.info.run_id)),
+        "",
+        "What it prints each epoch, less the seconds:",
+        "",
+        *table(["epoch", *history], epochs),
+    ]
 
 
 def grid(store: Store, sweep, out: Path) -> list[str]:
@@ -353,6 +377,8 @@ def write(uri: str, out: Path, seconds: float | None = None) -> Path:
         "its commands as you would type them; the script adds a store of its own (`tracking.uri`) and folders.",
         f"Code: commit {', '.join(sorted(commits)) or '?'}{took}.",
     ]
+    run = latest_run(store.client, DEFAULT_RUN)
+    lines += ["", *(default_run(store, run) if run else ["## The default run: not run"])]
     for experiment, sweep in sweeps.items():
         lines += ["", *(SECTIONS[experiment](store, sweep, out) if sweep else [f"## {experiment}: not run"])]
     path = out / "results.md"
