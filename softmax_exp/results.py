@@ -303,7 +303,8 @@ def label_noise(store: Store, sweep, out: Path) -> list[str]:
         hard = by[smoothings[0]]
         rows.append([noise, *(cell(by[eps]) for eps in smoothings)])
         rows[-1] += [difference(paired(hard, by[eps], "ε", (smoothings[0], eps))) for eps in smoothings[1:]]
-    header = ["noise p", *(f"ε = {eps}" for eps in smoothings), *(f"ε = {eps} − ε = 0" for eps in smoothings[1:])]
+    differences = [f"ε = {eps} − ε = {smoothings[0]}" for eps in smoothings[1:]]
+    header = ["noise p", *(f"ε = {eps}" for eps in smoothings), *differences]
     return [
         "## Label noise against label smoothing",
         "",
@@ -340,12 +341,13 @@ def distill(store: Store, sweep, out: Path) -> list[str]:
     noise = store.sweep("label_noise")
     if noise is not None:  # hard labels with the same recipe and seeds: label_noise's ε = 0, p = 0 jobs
         hard = where(store.jobs(noise), **{"labels.smoothing": "0.0", "data.label_noise": "0.0"})
-        best = replicates.group_summary(jobs).iloc[0]
-        student = jobs[jobs["group"] == best["group"]]
+        student = jobs[jobs["group"] == replicates.group_summary(jobs).iloc[0]["group"]]
+        t, alpha = (student[f"param:labels.{key}"].iloc[0] for key in ("temperature", "alpha"))
+        against = difference(paired(hard, student, "labels", ("hard", "teacher")))
         lines += [
             "",
-            f"Hard labels with the same seeds (label_noise's ε = 0, p = 0): {cell(hard)}. The best student,",
-            f"{best['group']}, against them: {difference(paired(hard, student, 'labels', ('hard', 'teacher')))}.",
+            f"Hard labels with the same seeds (label_noise's ε = 0, p = 0): {cell(hard)}.",
+            f"The best student by mean (T = {t}, α = {alpha}) against them, paired over the seeds: {against}.",
         ]
     return lines
 

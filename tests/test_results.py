@@ -33,7 +33,7 @@ def test_every_named_experiment_has_its_section():
 def test_results_give_the_command_that_made_them_and_the_seeds_mean_with_its_interval(written):
     uri, text = written
     (command,) = [line for line in text.splitlines() if line.startswith("python -m softmax_exp -m experiment=grid")]
-    assert sorted(command.split()[4:]) == sorted(SWEEP[2:])  # what the command line changed, nothing else
+    assert sorted(command.split()[5:]) == sorted(SWEEP[2:])  # what the command line changed, nothing else
 
     client = MlflowClient(uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`mlflow.parentRunId` != ''")
