@@ -1,8 +1,9 @@
 """`python -m softmax_exp.results` (scripts/results.sh): every published result, regenerated from nothing.
 
-Runs the named experiments of conf/experiment/ (and first the teacher that `experiment=distill` learns from)
-into a tracking store of its own, then writes results.md and its figures from the stored runs, through the
-code that sums up a sweep (sweep.job_table, replicates) and prints it (report): no number typed by hand.
+Runs the default run, the teacher that `experiment=distill` learns from, then the named experiments of
+conf/experiment/, into a tracking store of its own; then writes results.md and its figures from the stored
+runs, through the code that sums up a sweep (sweep.job_table, replicates) and prints it (report): no number
+typed by hand.
 
     python -m softmax_exp.results                  # full scale into docs/: tens of minutes on 2 cores
     python -m softmax_exp.results --quick --out DIR   # fewer epochs, images and seeds: a few minutes
@@ -36,9 +37,10 @@ from softmax_exp.sweep import job_table
 EXPERIMENTS = ("grid", "lr_sweep", "overflow", "label_noise", "distill")
 EXPECTED_TO_FAIL = {"overflow"}  # its loss=naive job fails on purpose: the sweep exits 1
 DEFAULT_RUN = "tracking.experiment=default_run"  # `python -m softmax_exp` alone, in an experiment of its own
-TEACHER = ("epochs=50", "tracking.experiment=teachers")  # 5x the students' epochs
+TEACHERS = "tracking.experiment=teachers"
+TEACHER = ("epochs=50", TEACHERS)  # 5x the students' epochs
 QUICK = ("epochs=2", "data.limit=2000")  # and 2 seeds where an experiment sweeps them
-QUICK_TEACHER = ("epochs=10", "data.limit=2000", "tracking.experiment=teachers")
+QUICK_TEACHER = ("epochs=10", "data.limit=2000", TEACHERS)
 QUICK_SEEDS = "seed=0,1"
 OPEN = "<!-- results.md -->"  # a quotation of results.md in another page opens with this line
 CLOSE = "<!-- /results.md -->"
@@ -84,7 +86,7 @@ def run_all(store: Path, quick: bool) -> None:
 
 
 def teacher_uri(client: MlflowClient) -> str:
-    return f"runs:/{latest_run(client, TEACHER[-1]).info.run_id}/model"
+    return f"runs:/{latest_run(client, TEACHERS).info.run_id}/model"
 
 
 def latest_run(client: MlflowClient, experiment_override: str):
