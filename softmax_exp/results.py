@@ -20,7 +20,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -358,7 +357,7 @@ SECTIONS = {"grid": grid, "lr_sweep": lr_sweep, "overflow": overflow, "label_noi
 
 
 def machine() -> str:
-    """This machine's cores and CPU model, for the time a full run took."""
+    """This machine's cores and CPU model, for the time the runs took (written where they ran)."""
     cpuinfo = Path("/proc/cpuinfo")
     names = [
         line.partition(":")[2].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
@@ -366,14 +365,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores of {names[0] if names else platform.machine()}"
 
 
-def write(uri: str, out: Path, seconds: float | None = None) -> Path:
+def minutes(client: MlflowClient) -> float:
+    """From the first run's start to the last run's end, over every run in the store."""
+    runs = [run for e in client.search_experiments() for run in client.search_runs([e.experiment_id])]
+    return (max(run.info.end_time or 0 for run in runs) - min(run.info.start_time for run in runs)) / 60_000
+
+
+def write(uri: str, out: Path) -> Path:
     """results.md and its figures in `out`, from the latest sweep of each named experiment in the store."""
     store = Store(uri)
     out.mkdir(parents=True, exist_ok=True)
     sweeps = {experiment: store.sweep(experiment) for experiment in EXPERIMENTS}
     commits = {s.data.tags.get("git_commit", "?")[:12] + (" (dirty)" if s.data.tags.get("git_dirty") == "True" else "")
                for s in sweeps.values() if s is not None}  # fmt: skip
-    took = f", in {seconds / 60:.0f} minutes on {machine()}" if seconds is not None else ""
+    took = f"; the runs took {minutes(store.client):.0f} minutes on {machine()}" if commits else ""
     lines = [
         "# Results",
         "",
@@ -423,10 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     if store.exists():
         sys.exit(f"results: {store} exists: give --store a new folder, so that every result comes from this run")
     store.mkdir(parents=True)
-    start = time.monotonic()
     run_all(store, args.quick)
     out = args.out or (store if args.quick else PROJECT_ROOT / "docs")
-    print(f"results: wrote {write(f'sqlite:///{store}/mlflow.db', out.resolve(), time.monotonic() - start)}")
+    print(f"results: wrote {write(f'sqlite:///{store}/mlflow.db', out.resolve())}")
     return 0
 
 
