@@ -109,8 +109,9 @@ class Store:
         self.experiment_id = experiment.experiment_id if experiment else None
 
     def sweep(self, experiment: str):
+        """The experiment's latest sweep, if it has been summed up (a sweep still running has no summary yet)."""
         found = self.experiment_id and report.find_sweep(self.client, self.experiment_id, f"experiment={experiment}")
-        return found or None
+        return found if found and found.info.status == "FINISHED" else None
 
     def jobs(self, sweep) -> pd.DataFrame:
         """sweep.job_table's rows, with every param of each job as a column `param:KEY` (strings)."""

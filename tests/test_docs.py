@@ -87,3 +87,23 @@ def test_a_renamed_key_or_option_in_a_documented_command_fails():
             compose("config", overrides=renamed_option[1])
     with pytest.raises(SystemExit):
         report.parser().parse_args(["--runs"])
+
+
+LINK = re.compile(r"\]\((?!https?:)([^)#\s]*)(?:#([^)\s]+))?\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_every_link_in_the_docs_leads_somewhere(page):
+    for target, fragment in LINK.findall(page.read_text()):
+        path = (page.parent / target).resolve() if target else page
+        assert path.exists(), f"{page.name} links to {target}, which is not there"
+        if fragment and path.suffix == ".md":
+            headings = [line.lstrip("#") for line in path.read_text().splitlines() if line.startswith("#")]
+            assert fragment in {anchor(h) for h in headings}, (
+                f"{page.name} links to {target}#{fragment}: no such heading"
+            )
