@@ -17,7 +17,7 @@ from softmax_exp.config import PROJECT_ROOT, unknown_keys, validate
 
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 # A command runs to the end of its line, of an inline code span, or to a shell comment.
-COMMAND = re.compile(r"python -m (softmax_exp(?:\.report|\.results)?)\b((?: +[^`#\n]+)?)")
+COMMAND = re.compile(r"python -m (softmax_exp(?:\.\w+)*)((?: +[^`#\n]+)?)")
 PARSERS = {"softmax_exp.report": report.parser, "softmax_exp.results": results.parser}
 
 
@@ -66,6 +66,7 @@ def jobs(overrides: list[str]) -> list[list[str]]:
 
 @pytest.mark.parametrize(("where", "module", "args"), COMMANDS, ids=[where for where, _, _ in COMMANDS])
 def test_every_command_in_the_docs_is_accepted(where, module, args):
+    assert module in ("softmax_exp", *PARSERS), f"{where}: no entry point {module}"
     if module in PARSERS:
         PARSERS[module]().parse_args(args)  # argparse exits with its usage line on an unknown flag
         return
