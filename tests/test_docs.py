@@ -108,3 +108,12 @@ def test_every_link_in_the_docs_leads_somewhere(page):
             assert fragment in {anchor(h) for h in headings}, (
                 f"{page.name} links to {target}#{fragment}: no such heading"
             )
+
+
+@pytest.mark.parametrize("group", ["loss", "labels", "optimizer"])
+def test_the_configuration_page_names_every_option_of_each_group(group):
+    """docs/configuration.md's table of groups, against conf/: a new or renamed option fails here."""
+    text = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| `{group}` |")]
+    named = set(re.findall(r"`(\w+)`", row.split("|")[2]))
+    assert named == {path.stem for path in (PROJECT_ROOT / "conf" / group).glob("*.yaml")}
