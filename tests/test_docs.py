@@ -5,6 +5,7 @@ schema; the report's and the results' commands are parsed by their own command l
 or flag fails here, not for a reader.
 """
 
+import math
 import re
 import shlex
 
@@ -117,3 +118,14 @@ def test_the_configuration_page_names_every_option_of_each_group(group):
     (row,) = [line for line in text.splitlines() if line.startswith(f"| `{group}` |")]
     named = set(re.findall(r"`(\w+)`", row.split("|")[2]))
     assert named == {path.stem for path in (PROJECT_ROOT / "conf" / group).glob("*.yaml")}
+
+
+def test_the_readmes_table_of_named_experiments_is_conf_experiment():
+    """Each file of conf/experiment/ has a row, with the number of jobs its sweep makes."""
+    rows = re.findall(r"^\| `(\w+)` \| .* \| (\d+) \|$", (PROJECT_ROOT / "README.md").read_text(), re.MULTILINE)
+    parser = OverridesParser.create()
+    counts = {}
+    for path in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"):
+        swept = parser.parse_overrides([f"{k}={v}" for k, v in results.sweeper_params(path.stem).items()])
+        counts[path.stem] = math.prod(len(list(o.sweep_string_iterator())) for o in swept if o.is_sweep_override())
+    assert {name: int(jobs) for name, jobs in rows} == counts
