@@ -7,7 +7,7 @@ mean of each loss (naive, scratch, torch: softmax_exp/losses.py), on a batch of 
 images with labels drawn uniformly from the K classes, for K = 10 ... 100,000. Each measurement is the
 median over repetitions after a warm-up; the three losses are timed round robin, so a slow spell of a
 shared machine lands on all three. Writes benchmarks/results/many_classes.{json,md,png} (git-ignored);
---update-docs also writes the plot to docs/many_classes.png, the copy the README shows.
+--update-docs also writes the plot to docs/many_classes.png, the copy docs/cautions.md shows.
 """
 
 import argparse

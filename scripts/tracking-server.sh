@@ -6,7 +6,7 @@
 # --students FILE  one account a line, `NAME` or `NAME PASSWORD`; each gets an experiment named NAME that only
 #                  they can change (everyone can read every experiment). New passwords are generated into
 #                  DATA/student-passwords.txt (readable by you only); existing accounts are left as they are.
-# --host HOST      127.0.0.1 (default): this machine only. Anything else exposes it: read the README first.
+# --host HOST      127.0.0.1 (default): this machine only. Anything else exposes it: read docs/class-server.md first.
 # --port PORT      5000 (default)
 # --data DIR       where PostgreSQL's files, the artifacts and the server's secrets live
 #                  (default: outputs/tracking-server in the project)
@@ -99,7 +99,7 @@ INI
 )
 [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ] || [ "$host" = ::1 ] ||
     echo "tracking-server: listening on $host: anyone who reaches it can try passwords, sent in clear over HTTP;" \
-        "put it behind HTTPS (see the README)" >&2
+        "put it behind HTTPS (see docs/class-server.md)" >&2
 
 # MLflow's job runner (GenAI evaluation jobs: eight more processes, ~2 GB) serves nothing this suite logs.
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \

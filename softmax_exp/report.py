@@ -74,13 +74,14 @@ def format_groups(groups: pd.DataFrame) -> str:
     lines = [header]
     for row in groups.to_dict("records"):
         cells = [row["group"], str(row["n"]), str(row["failed"])]
-        for metric in replicates.METRICS:
-            mean, high = row[f"{metric}_mean"], row[f"{metric}_ci95_high"]
-            cells.append(
-                "-" if pd.isna(mean) else f"{mean:.4f} ± {high - mean:.4f}" if pd.notna(high) else f"{mean:.4f}"
-            )
-        lines.append(cells)
+        lines.append(cells + [mean_ci(row, metric) for metric in replicates.METRICS])
     return aligned(lines)
+
+
+def mean_ci(row: dict, metric: str) -> str:
+    """A configuration's `mean ± half the 95% CI's width`; the mean alone for one seed, `-` for none finished."""
+    mean, high = row[f"{metric}_mean"], row[f"{metric}_ci95_high"]
+    return "-" if pd.isna(mean) else f"{mean:.4f} ± {high - mean:.4f}" if pd.notna(high) else f"{mean:.4f}"
 
 
 def aligned(lines: list[list[str]]) -> str:
@@ -90,13 +91,17 @@ def aligned(lines: list[list[str]]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m softmax_exp.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep", nargs="?", help="sweep run name (e.g. experiment=grid) or run id; default: latest")
     parser.add_argument("--experiment", help="MLflow experiment (default: tracking.experiment in conf/)")
     parser.add_argument("--uri", help="tracking store (default: tracking.uri in conf/)")
     parser.add_argument("--jobs", action="store_true", help="one row per job, not per configuration")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     uri, experiment = default_tracking()
     uri, experiment = args.uri or uri, args.experiment or experiment
     try:
