@@ -121,12 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.jobs:
             print("n = 1 for every configuration (one seed each): sweep seed=0,1,2,3,4 for confidence intervals")
         return 0
-    print(format_groups(sweep.groups))
-    if not sweep.contrasts.empty:
-        print("\ncontrasts (paired over runs that differ only in that choice, final test_acc):")
-        for contrast in sweep.contrasts.to_dict("records"):
-            print(f"  {replicates.describe(contrast)}")
+    print(format_replicates(sweep.groups, sweep.contrasts))
     return 0
+
+
+def format_replicates(groups: pd.DataFrame, contrasts: pd.DataFrame) -> str:
+    """A sweep with seeds as replicates: a row per configuration, then the contrasts."""
+    lines = [format_groups(groups)]
+    if not contrasts.empty:
+        lines += ["", "contrasts (paired over runs that differ only in that choice, final test_acc):"]
+        lines += [f"  {replicates.describe(contrast)}" for contrast in contrasts.to_dict("records")]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Runs the default run, the teacher that `experiment=distill` learns from, then the named experiments of
 conf/experiment/, into a tracking store of its own; then writes results.md and its figures from the stored
-runs, through the code that sums up a sweep (sweep.job_table, replicates) and prints it (report): no number
+runs, through the code that sums up a sweep (summary.job_table, replicates) and prints it (report): no number
 typed by hand.
 
     python -m softmax_exp.results                  # full scale into docs/: tens of minutes on 2 cores
@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from softmax_exp import replicates, report
 from softmax_exp.config import PROJECT_ROOT
-from softmax_exp.sweep import job_table
+from softmax_exp.summary import job_table
 
 # The named experiments, in the order results.md gives them; tests/test_results.py checks that it names
 # every file of conf/experiment/. Distill comes after label_noise, whose ε = 0, p = 0 jobs are its hard labels.
@@ -114,7 +114,7 @@ class Store:
         return found if found and found.info.status == "FINISHED" else None
 
     def jobs(self, sweep) -> pd.DataFrame:
-        """sweep.job_table's rows, with every param of each job as a column `param:KEY` (strings)."""
+        """summary.job_table's rows, with every param of each job as a column `param:KEY` (strings)."""
         jobs = pd.DataFrame(job_table(self.client, sweep.info.run_id))
         params = pd.DataFrame(list(jobs["params"])).add_prefix("param:")
         return pd.concat([jobs, params], axis=1)
@@ -191,13 +191,7 @@ def code(*lines: str) -> list[str]:
 
 def report_text(jobs: pd.DataFrame) -> list[str]:
     """What `python -m softmax_exp.report` prints for the sweep, less its first line (the sweep's id)."""
-    groups = replicates.group_summary(jobs)
-    lines = report.format_groups(groups).splitlines()
-    contrasts = replicates.contrasts(jobs)
-    if not contrasts.empty:
-        lines += ["", "contrasts (paired over runs that differ only in that choice, final test_acc):"]
-        lines += [f"  {replicates.describe(contrast)}" for contrast in contrasts.to_dict("records")]
-    return lines
+    return report.format_replicates(replicates.group_summary(jobs), replicates.contrasts(jobs)).splitlines()
 
 
 # --- the sections of results.md ------------------------------------------------------------------------------
