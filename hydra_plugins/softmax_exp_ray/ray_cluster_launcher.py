@@ -21,6 +21,7 @@ launched, and only where the `cluster` extra is installed.
 
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 AUTH_MODE = "RAY_AUTH_MODE"  # Ray's: token or disabled, read once, as Ray is imported
 CANCEL_SECONDS = 60  # for the cancelled jobs to end their runs; those it cannot reach are ended by the launcher
 HOW_TO = "docs/clusters-ray.md"
+PROBE_SECONDS = 10  # for a cluster's port to answer
 
 
 @dataclass
@@ -82,11 +84,26 @@ def joined_ray(init: DictConfig):
         return ray
     arguments = OmegaConf.to_container(init, resolve=True)
     log.info(f"Joining Ray: ray.init({', '.join(f'{key}={value!r}' for key, value in arguments.items())})")
+    check_answers(arguments.get("address"))
     try:
         ray.init(**arguments)
     except (ConnectionError, AuthenticationError) as error:
         raise ClusterError(cannot_join(error, arguments.get("address"))) from None
     return ray
+
+
+def check_answers(address: str | None) -> None:
+    """A HOST:PORT address that nothing answers at, said at once: Ray would retry for minutes (over 5 here)."""
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        return  # auto, or a new instance: Ray finds it, or says it found none
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as error:
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({error.strerror or error}): start one there ({HOW_TO}) "
+            "or set hydra.launcher.ray.init.address"
+        ) from None
 
 
 def cannot_join(error: Exception, address: str | None) -> str:
