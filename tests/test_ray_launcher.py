@@ -84,9 +84,9 @@ def test_a_cluster_a_local_ray_init_turned_token_auth_on_for_is_joined_and_a_ref
         result = run_cli(refused, *launch, f"tracking.uri={uri}")
         assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
         assert (
-            f"the Ray cluster at {address} refused this process's token (RAY_AUTH_MODE=disabled here): join with "
-            "RAY_AUTH_MODE=token (the default) and the cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH "
-            "or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it) (docs/clusters-ray.md)"
+            f"the Ray cluster at {address} asks for a token and RAY_AUTH_MODE=disabled here: unset RAY_AUTH_MODE "
+            "(ray_cluster then joins with token authentication) and put the cluster's token in ~/.ray/auth_token, "
+            "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it) (docs/clusters-ray.md)"
         ) in result.stderr.splitlines(), result.stderr
         _, parent, children = sweep_runs(uri)
         assert parent.info.status == "FAILED" and children == []

@@ -117,13 +117,19 @@ def cannot_join(error: Exception, address: str | None) -> str:
             f"cannot join {cluster}: {AUTH_MODE}={mode} and no token on this machine: put the cluster's token in "
             f"{token}; for a cluster started with {AUTH_MODE}=disabled, set {AUTH_MODE}=disabled here too ({HOW_TO})"
         )
+    if refused(error) and mode == "token":
+        return f"{cluster} refused this process's token: put the cluster's token in {token} ({HOW_TO})"
     if refused(error):
         return (
-            f"{cluster} refused this process's token ({AUTH_MODE}={mode} here): join with {AUTH_MODE}=token "
-            f"(the default) and the cluster's token in {token} ({HOW_TO})"
+            f"{cluster} asks for a token and {AUTH_MODE}={mode} here: unset {AUTH_MODE} (ray_cluster then joins "
+            f"with token authentication) and put the cluster's token in {token} ({HOW_TO})"
         )
+    # Refusals through the head's client server (ray://) reach here too, as a timeout once its port answered.
     reason = str(error).strip().splitlines()[0]
-    return f"cannot join {cluster}: {reason}: start it ({HOW_TO}) or set hydra.launcher.ray.init.address"
+    return (
+        f"cannot join {cluster}: {reason}: check that it runs there (or set hydra.launcher.ray.init.address) and "
+        f"that this process has its token ({AUTH_MODE}={mode} here; the token in {token}) ({HOW_TO})"
+    )
 
 
 def refused(error: BaseException | None) -> bool:
