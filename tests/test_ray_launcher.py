@@ -28,20 +28,20 @@ CONF = f"hydra.searchpath=[file://{PROJECT_ROOT}/conf]"
 class TestRayClusterLauncher(LauncherTestSuite):
     """The sweeps run in this process, which joins the cluster once, as a notebook would."""
 
+    @pytest.fixture(scope="class")
+    def joined_here(self):
+        """Ray reads RAY_AUTH_MODE once, as it is imported: set for this process while these tests run, as the
+        launcher would; elsewhere the launcher sets it itself, in processes of its own."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("RAY_AUTH_MODE", "token")
+            yield
+            import ray
+
+            ray.shutdown()
+
     @pytest.fixture
     def overrides(self, ray_cluster: str, joined_here) -> list[str]:
         return [CONF, f"hydra.launcher.ray.init.address={ray_cluster}"]
-
-
-@pytest.fixture(scope="module")
-def joined_here():
-    """Ray reads RAY_AUTH_MODE as it is imported: set here for this process, left for the launcher elsewhere."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_AUTH_MODE", "token")
-        yield
-        import ray
-
-        ray.shutdown()
 
 
 class TestRayClusterLauncherIntegration(IntegrationTestSuite):
@@ -69,8 +69,9 @@ def test_a_cluster_a_local_ray_init_turned_token_auth_on_for_is_joined_and_a_ref
     # What `hydra/launcher=ray` does on a machine: a local ray.init(), which writes ~/.ray/auth_token. From then
     # on `ray start --head` turns token authentication on, while a process joining it by address keeps it off.
     home_without_ray_auth(monkeypatch, tmp_path / "home")
-    local_ray = f"import ray; ray.init(num_cpus=1, _temp_dir={tempfile.mkdtemp(prefix='ray-')!r}); ray.shutdown()"
-    subprocess.run([sys.executable, "-c", local_ray], capture_output=True, timeout=300)
+    with tempfile.TemporaryDirectory(prefix="ray-") as folder:  # short: Ray's socket paths stay under 108 characters
+        local_ray = f"import ray; ray.init(num_cpus=1, _temp_dir={folder!r}); ray.shutdown()"
+        subprocess.run([sys.executable, "-c", local_ray], capture_output=True, timeout=300)
     assert (tmp_path / "home" / ".ray" / "auth_token").is_file()
     with ray_head({**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}) as address:
         status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True, timeout=120)
