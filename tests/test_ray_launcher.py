@@ -29,7 +29,8 @@ class TestRayClusterLauncher(LauncherTestSuite):
     """The sweeps run in this process, which joins the cluster once, as a notebook would."""
 
     @pytest.fixture(scope="class")
-    def joined_here(self):
+    @classmethod
+    def joined_here(cls):
         """Ray reads RAY_AUTH_MODE once, as it is imported: set for this process while these tests run, as the
         launcher would; elsewhere the launcher sets it itself, in processes of its own."""
         with pytest.MonkeyPatch.context() as patch:
