@@ -130,3 +130,13 @@ def test_an_address_nothing_answers_at_is_said_in_one_line_at_once(tmp_path, sto
     ) in result.stderr.splitlines(), result.stderr
     _, parent, children = sweep_runs(store)
     assert parent.info.status == "FAILED" and children == []
+
+
+def test_a_cluster_that_cannot_start_fails_its_fixture_at_once(tmp_path, monkeypatch):
+    # Token authentication asked for with no token anywhere: `ray start` refuses to start. The fixture fails, with
+    # what `ray start` wrote, read from a file: it once waited for ever on the pipe of `ray start --block`, which
+    # never closes while the cluster runs.
+    home_without_ray_auth(monkeypatch, tmp_path / "home")
+    with pytest.raises(pytest.fail.Exception, match="exited(.|\n)*no authentication token was found"):
+        with ray_head({**os.environ, "RAY_AUTH_MODE": "token"}):
+            pass
