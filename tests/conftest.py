@@ -122,10 +122,11 @@ RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 @contextmanager
 def ray_head(env: dict[str, str], timeout: float = 120) -> Iterator[str]:
     """A one-node Ray cluster of 2 cores on loopback, started as `ray start --head` with `env` (its token
-    authentication settings among them); yields its address. It fails, rather than wait for ever, when the
-    cluster does not answer `ray status` within `timeout` s, showing what `ray start` wrote: to a file, since the
-    pipe of `ray start --block` never closes. Stopped with its process group (its workers included: none has
-    anything to save), and its folder removed: `ray stop` would stop every Ray cluster on the machine."""
+    authentication settings among them); yields its address. It fails, rather than wait for ever, when `ray start`
+    exits or the cluster does not answer `ray status` within `timeout` s, showing what `ray start` wrote: to a
+    file, since the pipe of `ray start --block` never closes. Stopped with its process group (its workers
+    included: none has anything to save), and its folder removed: `ray stop` would stop every Ray cluster on the
+    machine."""
     folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must stay under 108 characters
     port = free_port()
     command = [
