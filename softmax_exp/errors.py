@@ -33,3 +33,7 @@ class DiskFullError(SoftmaxExpError):
 
 class TeacherError(ConfigError):
     """labels.teacher names no model that can teach: unloadable, or not 784 pixels in, 10 logits out."""
+
+
+class ClusterError(SoftmaxExpError):
+    """A Ray cluster that cannot be joined: not running where said, or refusing this process's token."""

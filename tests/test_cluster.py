@@ -1,8 +1,9 @@
 """Sweeps that leave the launching process: on a Ray cluster the test starts, and through submitit.
 
 Each job finds its sweep's parent run in the store (softmax_exp/nesting.py), not through the launching
-process's environment, which Ray workers do not inherit: they inherit that of `ray start`. One cluster serves
-the module; each sweep is as small as what it shows allows (a few jobs, data.limit=2000, one epoch).
+process's environment, which Ray workers do not inherit: they inherit that of `ray start`. One Ray cluster,
+with token authentication, serves the session (tests/conftest.py); each sweep is as small as what it shows
+allows (a few jobs, data.limit=2000, one epoch).
 """
 
 import importlib.util
@@ -10,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.tracking import SWEEP_TAG
 
 from .conftest import run_cli
-from .test_tracking import free_port, runs_of
+from .test_tracking import runs_of
 
 pytestmark = pytest.mark.cluster
 
@@ -31,7 +31,7 @@ QUICK = ("epochs=1", "data.limit=2000")
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster_extra():
-    missing = [name for name in ("ray", "submitit", "hydra_plugins.hydra_ray_launcher") if not find(name)]
+    missing = [name for name in ("ray", "submitit") if not find(name)]
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: install the `cluster` extra (scripts/test.sh does this)")
 
@@ -41,31 +41,6 @@ def find(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A one-node Ray cluster on loopback, started as `ray start --head` and stopped with its process group."""
-    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must stay under 108 characters
-    port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-        f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-        f"--temp-dir={temp_dir}",
-    ]  # fmt: skip
-    # The workers inherit this environment, not the launching process's: the project on their path, no more.
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    head = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    status = [str(Path(sys.executable).parent / "ray"), "status", f"--address={address}"]
-    while subprocess.run(status, capture_output=True).returncode != 0:
-        assert head.poll() is None and time.monotonic() < deadline, f"ray start failed: {head.stdout.read()}"
-        time.sleep(1)
-    yield address
-    os.killpg(head.pid, signal.SIGKILL)  # the cluster's processes, workers included: none has anything to save
-    head.wait()
 
 
 def sweep_runs(uri: str):

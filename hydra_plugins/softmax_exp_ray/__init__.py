@@ -1,1 +1,1 @@
-"""softmax_exp's Hydra launcher plugin: Hydra's Ray launcher, whose Ctrl-C stops the sweep (`ray_cluster`)."""
+"""softmax_exp's Hydra launcher plugin: each job of a sweep one Ray task, and Ctrl-C cancels them (`ray_cluster`)."""

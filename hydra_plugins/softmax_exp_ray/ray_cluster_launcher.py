@@ -1,43 +1,159 @@
-"""Hydra's Ray launcher (hydra-ray-launcher), with one change: Ctrl-C on the launching process stops the sweep.
+"""softmax_exp's Ray launcher: each job of a sweep is one Ray task on a cluster, and Ctrl-C stops the sweep.
 
     python -m softmax_exp -m hydra/launcher=ray_cluster lr=0.01,0.1    # conf/hydra/launcher/ray_cluster.yaml
 
-The plugin's own launcher waits on its tasks one by one and keeps their references to itself, so a Ctrl-C
-leaves them running on the cluster until Ray notices the driver is gone and kills their workers, in whatever
-state their runs are in. This one cancels the tasks instead: a job not yet started never starts, and a
-running job gets a KeyboardInterrupt on its worker, so it ends its own run KILLED, as Ctrl-C does anywhere.
-The launcher waits for that before it goes on to end the sweep's parent run KILLED (softmax_exp.main).
+Each job runs on a Ray worker as Hydra's own launchers run one (hydra.core.utils.run_job), with the launching
+process's Hydra state (its singletons, resolvers included), so it gets its folder, `.hydra/` files, log and
+callbacks as anywhere. Only Ray's public API is used: ray.init, ray.remote, ray.get, ray.cancel, ray.wait.
 
-Hydra imports this module when it looks for plugins, at every start: Ray and the plugin are imported only
-when a sweep is launched, and only where the `cluster` extra is installed.
+Hydra's Ray plugin (`hydra/launcher=ray`) waits on its tasks one by one and keeps their references to itself,
+so a Ctrl-C leaves them running on the cluster until Ray notices the driver is gone and kills their workers,
+in whatever state their runs are in. This one cancels the tasks instead: a job not yet started never starts,
+and a running job gets a KeyboardInterrupt on its worker, so it ends its own run KILLED, as Ctrl-C does
+anywhere. The launcher waits for that before it goes on to end the sweep's parent run KILLED (softmax_exp.main).
+
+It joins the cluster with Ray's token authentication unless RAY_AUTH_MODE says otherwise, and a cluster it
+cannot join (not running, or refusing its token) is said in one line (docs/clusters-ray.md).
+
+Hydra imports this module when it looks for plugins, at every start: Ray is imported only when a sweep is
+launched, and only where the `cluster` extra is installed.
 """
 
 import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, filter_overrides
-from omegaconf import DictConfig, open_dict
+from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
+from softmax_exp.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
+AUTH_MODE = "RAY_AUTH_MODE"  # Ray's: token or disabled, read once, as Ray is imported
 CANCEL_SECONDS = 60  # for the cancelled jobs to end their runs; those it cannot reach are ended by the launcher
+HOW_TO = "docs/clusters-ray.md"
+PROBE_SECONDS = 10  # for a cluster's port to answer
+
+
+@dataclass
+class RayConf:
+    init: dict[str, Any] = field(default_factory=lambda: {"address": "auto"})  # ray.init's arguments
+    remote: dict[str, Any] = field(default_factory=dict)  # ray.remote's options for each job's task
+
+
+@dataclass
+class RayClusterLauncherConf:
+    _target_: str = "hydra_plugins.softmax_exp_ray.ray_cluster_launcher.RayClusterLauncher"
+    ray: RayConf = field(default_factory=RayConf)
+
+
+# The schema conf/hydra/launcher/ray_cluster.yaml extends; not named ray_cluster, or Hydra would match the file
+# to it by name (a deprecated automatic schema, with a warning at every sweep).
+ConfigStore.instance().store(group="hydra/launcher", name="base_ray_cluster", node=RayClusterLauncherConf)
+
+
+def run_job_on_worker(
+    hydra_context: HydraContext, config: DictConfig, task_function: TaskFunction, singleton_state: dict
+) -> JobReturn:
+    """One job on a Ray worker: the launching process's Hydra state, then the job as Hydra's launchers run it."""
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def joined_ray(init: DictConfig):
+    """The ray module, this process joined to the cluster that ray.init's arguments name (once per process)."""
+    os.environ.setdefault(AUTH_MODE, "token")  # before Ray is imported: it reads the mode then
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    if ray.is_initialized():
+        return ray
+    arguments = OmegaConf.to_container(init, resolve=True)
+    log.info(f"Joining Ray: ray.init({', '.join(f'{key}={value!r}' for key, value in arguments.items())})")
+    check_answers(arguments.get("address"))
+    try:
+        ray.init(**arguments)
+    except (ConnectionError, AuthenticationError) as error:
+        raise ClusterError(cannot_join(error, arguments.get("address"))) from None
+    return ray
+
+
+def check_answers(address: str | None) -> None:
+    """A HOST:PORT address that nothing answers at, said at once: Ray would retry for minutes (over 5 here)."""
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        return  # auto, or a new instance: Ray finds it, or says it found none
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as error:
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({error.strerror or error}): start one there ({HOW_TO}) "
+            "or set hydra.launcher.ray.init.address"
+        ) from None
+
+
+def cannot_join(error: Exception, address: str | None) -> str:
+    """Why this process could not join the cluster at `address`, and what to do, in one line."""
+    from ray.exceptions import AuthenticationError
+
+    cluster, mode = f"the Ray cluster at {address}", os.environ[AUTH_MODE]
+    token = "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)"
+    if isinstance(error, AuthenticationError):  # raised before connecting: token mode, no token
+        return (
+            f"cannot join {cluster}: {AUTH_MODE}={mode} and no token on this machine: put the cluster's token in "
+            f"{token}; for a cluster started with {AUTH_MODE}=disabled, set {AUTH_MODE}=disabled here too ({HOW_TO})"
+        )
+    if refused(error) and mode == "token":
+        return f"{cluster} refused this process's token: put the cluster's token in {token} ({HOW_TO})"
+    if refused(error):
+        return (
+            f"{cluster} asks for a token and {AUTH_MODE}={mode} here: unset {AUTH_MODE} (ray_cluster then joins "
+            f"with token authentication) and put the cluster's token in {token} ({HOW_TO})"
+        )
+    # Refusals through the head's client server (ray://) reach here too, as a timeout once its port answered.
+    reason = str(error).strip().splitlines()[0]
+    return (
+        f"cannot join {cluster}: {reason}: check that it runs there (or set hydra.launcher.ray.init.address) and "
+        f"that this process has its token ({AUTH_MODE}={mode} here; the token in {token}) ({HOW_TO})"
+    )
+
+
+def refused(error: BaseException | None) -> bool:
+    """Whether the cluster refused the token: Ray retries for about 20 s, then raises a ConnectionError whose
+    cause, a RuntimeError, names the refusal (InvalidAuthToken) only in its text."""
+    while error is not None:
+        if "InvalidAuthToken" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class RayClusterLauncher(SweepLauncher):
     def __init__(self, ray: DictConfig) -> None:
         super().__init__()
-        self.ray_cfg = ray  # the plugin's schema: ray.init and ray.remote
+        self.ray_cfg = ray  # ray.init's arguments and ray.remote's options
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-        """As the plugin's launch: each job's config built here, and run on Ray by the plugin's own task."""
-        import ray
-        from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray, start_ray
-
-        sweep_dir = self.start_sweep()
+        """As Hydra's basic launcher: each job's config built here, each job run as one Ray task."""
+        sweep_dir = self.start_sweep().absolute()
         log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
-        start_ray(self.ray_cfg.init)
+        ray = joined_ray(self.ray_cfg.init)
+        job_task = ray.remote(run_job_on_worker).options(**OmegaConf.to_container(self.ray_cfg.remote, resolve=True))
+        state = Singleton.get_state()
         tasks = []
         try:
             for num, overrides in enumerate(job_overrides, initial_job_idx):
@@ -46,10 +162,8 @@ class RayClusterLauncher(SweepLauncher):
                 with open_dict(config):
                     config.hydra.job.id = f"job_id_for_{num}"  # the scheduler's job id: none on Ray
                     config.hydra.job.num = num
-                state = Singleton.get_state()
-                tasks.append(
-                    launch_job_on_ray(self.hydra_context, self.ray_cfg.remote, config, self.task_function, state)
-                )
+                    config.hydra.sweep.dir = str(sweep_dir)  # the one made here: a worker is in `ray start`'s folder
+                tasks.append(job_task.remote(self.hydra_context, config, self.task_function, state))
             return ray.get(tasks)
         except KeyboardInterrupt:
             log.info(f"Ctrl-C: cancelling the sweep's {len(tasks)} Ray tasks")
