@@ -32,7 +32,8 @@ class Job:
             cfg=cfg,
             overrides=list(hydra.overrides.task),
             output_dir=Path(hydra.runtime.output_dir),
-            sweep_dir=Path(hydra.sweep.dir) if in_sweep else None,
+            # hydra.sweep.dir is relative to the launching process's folder (hydra.runtime.cwd), wherever the job runs
+            sweep_dir=Path(hydra.runtime.cwd, hydra.sweep.dir) if in_sweep else None,
             **({"log": log} if log is not None else {}),
         )
 

@@ -16,8 +16,9 @@ SWEEP_DIR_TAG = "sweep_dir"  # only parent runs carry it
 
 
 def sweep_dir_tag(sweep_dir: str | Path) -> dict[str, str]:
-    """The tag that names a parent run's sweep folder, written the way every job of the sweep writes it."""
-    return {SWEEP_DIR_TAG: str(Path(str(sweep_dir)))}
+    """The tag that names a parent run's sweep folder, absolute, written the way every job of the sweep writes it
+    (a relative hydra.sweep.dir is relative to the launching process's folder: jobs make it absolute with that)."""
+    return {SWEEP_DIR_TAG: str(Path(str(sweep_dir)).absolute())}
 
 
 def sweep_parent(

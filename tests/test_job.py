@@ -30,10 +30,11 @@ def test_a_name_is_the_choices_less_where_data_and_runs_live_and_the_sweeps_name
 
 def test_a_job_of_a_sweep_knows_its_sweep_and_a_single_run_does_not(tmp_path: Path):
     with initialize(version_base="1.3", config_path="../conf"):
+        # A relative hydra.sweep.dir is the launching process's (hydra.runtime.cwd), wherever the job runs.
         for mode, sweep_dir in ((RunMode.RUN, None), (RunMode.MULTIRUN, tmp_path / "sweep")):
-            overrides = ["lr=0.05", "seed=1", f"hydra.sweep.dir={tmp_path}/sweep"]
+            overrides = ["lr=0.05", "seed=1", "hydra.sweep.dir=sweep"]
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
-            cfg.hydra.mode, cfg.hydra.runtime.output_dir = mode, str(tmp_path)
+            cfg.hydra.mode, cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd = mode, str(tmp_path), str(tmp_path)
             job = Job.of(cfg, cfg.hydra)
             assert job.sweep_dir == sweep_dir and job.output_dir == tmp_path
             assert job.overrides == ["lr=0.05", "seed=1"] and job.name == "lr=0.05,seed=1"

@@ -3,12 +3,13 @@ runs its jobs, on Hydra's public API: its config composed there, then hydra.core
 `.hydra/` files, log, callbacks, JobReturn)."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 
 @dataclass
@@ -20,6 +21,7 @@ class SweepJob:
     overrides: list[str]
     hydra_context: HydraContext
     config: DictConfig  # the sweep's: the job's own is composed where it runs, as Hydra's plugins do
+    cwd: str  # the launching process's folder: a worker may run in another (a Ray worker, in `ray start`'s)
     task_function: TaskFunction
     singleton_state: dict[str, Any]  # Hydra's globals in the launching process (Singleton.get_state())
 
@@ -31,6 +33,9 @@ class SweepJob:
         with open_dict(config):
             config.hydra.job.id = self.num if job_id is None else job_id
             config.hydra.job.num = self.num
+            config.hydra.sweep.dir = str(Path(self.cwd, config.hydra.sweep.dir))  # where the launcher made it
+        with read_write(config.hydra.runtime):
+            config.hydra.runtime.cwd = self.cwd  # hydra.utils.get_original_cwd(), as where the sweep was launched
         return run_job(
             task_function=self.task_function,
             config=config,

@@ -2,6 +2,7 @@
 jobs, Hydra's globals, its logging, and the sweep's folder. For a launcher that runs its jobs in other
 processes, the jobs made to travel there (sweep_job.py)."""
 
+import os
 from pathlib import Path
 
 from hydra.core.singleton import Singleton
@@ -34,8 +35,8 @@ class SweepLauncher(Launcher):
 
     def sweep_jobs(self, job_overrides, initial_job_idx: int) -> list[SweepJob]:
         """The sweep's jobs, each to run in a process of its own."""
-        state = Singleton.get_state()
+        state, cwd = Singleton.get_state(), os.getcwd()
         return [
-            SweepJob(num, list(overrides), self.hydra_context, self.config, self.task_function, state)
+            SweepJob(num, list(overrides), self.hydra_context, self.config, cwd, self.task_function, state)
             for num, overrides in enumerate(job_overrides, initial_job_idx)
         ]

@@ -2,8 +2,8 @@
 
     python -m softmax_exp -m hydra/launcher=ray_cluster lr=0.01,0.1    # conf/hydra/launcher/ray_cluster.yaml
 
-Each job runs on a Ray worker as Hydra's own launchers run one (hydra.core.utils.run_job), with the launching
-process's Hydra state (its singletons, resolvers included), so it gets its folder, `.hydra/` files, log and
+Each job runs on a Ray worker as Hydra's own launchers run one (softmax_exp_launch's SweepJob: the launching
+process's Hydra state, then hydra.core.utils.run_job), so it gets its folder, `.hydra/` files, log and
 callbacks as anywhere. Only Ray's public API is used: ray.init, ray.remote, ray.get, ray.cancel, ray.wait.
 
 Hydra's Ray plugin (`hydra/launcher=ray`) waits on its tasks one by one and keeps their references to itself,
@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.core.utils import JobReturn, filter_overrides
+from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.softmax_exp_launch.sweep_job import SweepJob
 from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
-from softmax_exp.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +57,8 @@ class RayClusterLauncherConf:
 ConfigStore.instance().store(group="hydra/launcher", name="base_ray_cluster", node=RayClusterLauncherConf)
 
 
-def run_job_on_worker(
-    hydra_context: HydraContext, config: DictConfig, task_function: TaskFunction, singleton_state: dict
-) -> JobReturn:
-    """One job on a Ray worker: the launching process's Hydra state, then the job as Hydra's launchers run it."""
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    return run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+def run_on_worker(job: SweepJob) -> JobReturn:
+    return job()
 
 
 def joined_ray(init: DictConfig):
@@ -79,6 +66,8 @@ def joined_ray(init: DictConfig):
     os.environ.setdefault(AUTH_MODE, "token")  # before Ray is imported: it reads the mode then
     import ray
     from ray.exceptions import AuthenticationError
+
+    from softmax_exp.errors import ClusterError  # imported here: Hydra's plugin scan imports this module in any app
 
     if ray.is_initialized():
         return ray
@@ -94,6 +83,8 @@ def joined_ray(init: DictConfig):
 
 def check_answers(address: str | None) -> None:
     """A HOST:PORT address that nothing answers at, said at once: Ray would retry for minutes (over 5 here)."""
+    from softmax_exp.errors import ClusterError
+
     host, _, port = (address or "").removeprefix("ray://").rpartition(":")
     if not (host and port.isdigit()):
         return  # auto, or a new instance: Ray finds it, or says it found none
@@ -149,21 +140,15 @@ class RayClusterLauncher(SweepLauncher):
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         """As Hydra's basic launcher: each job's config built here, each job run as one Ray task."""
-        sweep_dir = self.start_sweep().absolute()
+        sweep_dir = self.start_sweep()
         log.info(f"Ray Launcher is launching {len(job_overrides)} jobs, sweep output dir: {sweep_dir}")
         ray = joined_ray(self.ray_cfg.init)
-        job_task = ray.remote(run_job_on_worker).options(**OmegaConf.to_container(self.ray_cfg.remote, resolve=True))
-        state = Singleton.get_state()
+        job_task = ray.remote(run_on_worker).options(**OmegaConf.to_container(self.ray_cfg.remote, resolve=True))
         tasks = []
         try:
-            for num, overrides in enumerate(job_overrides, initial_job_idx):
-                log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-                config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                with open_dict(config):
-                    config.hydra.job.id = f"job_id_for_{num}"  # the scheduler's job id: none on Ray
-                    config.hydra.job.num = num
-                    config.hydra.sweep.dir = str(sweep_dir)  # the one made here: a worker is in `ray start`'s folder
-                tasks.append(job_task.remote(self.hydra_context, config, self.task_function, state))
+            for job in self.sweep_jobs(job_overrides, initial_job_idx):
+                log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
+                tasks.append(job_task.remote(job))
             return ray.get(tasks)
         except KeyboardInterrupt:
             log.info(f"Ctrl-C: cancelling the sweep's {len(tasks)} Ray tasks")
