@@ -15,7 +15,7 @@ from itertools import repeat
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from softmax_exp import data, evaluate, inputs, plots, tracking
+from softmax_exp import data, evaluate, inputs, plots, threads, tracking
 from softmax_exp.config import resolve_device, validate
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 from softmax_exp.train import EpochMetrics, lockstep_key, train
@@ -70,6 +70,7 @@ def refuse(job: Job, error: ConfigError) -> dict:
 def run_group(jobs: list[Job]) -> list[dict]:
     """Train jobs that can step together, each tracked in its own run, as one lock-step group."""
     device = resolve_device(jobs[0].cfg.device)
+    threads.use([job.cfg for job in jobs], device)
     with tracking.job_runs([(job.cfg, job.info) for job in jobs], str(device)) as runs:
         fashion_mnist = data.load(to_absolute_path(jobs[0].cfg.data.root))
         for run, job in zip(runs, jobs, strict=True):

@@ -26,7 +26,7 @@ def test_defaults_are_the_textbook_setup():
     cfg = compose_config()
     assert (cfg.loss.name, cfg.labels.name, cfg.optimizer.name) == ("torch", "hard", "torch")
     assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.seed, cfg.device) == (0.1, 256, 10, 0, "auto")
-    assert cfg.data.limit is None
+    assert cfg.data.limit is None and cfg.threads is None  # threads chosen from the work
     assert cfg.tracking.uri == f"sqlite:///{PROJECT_ROOT}/outputs/mlflow.db"  # absolute, whatever the cwd
     assert cfg.tracking.experiment == "softmax_exp"
     validate(cfg)
@@ -139,6 +139,7 @@ def sweep_params(experiment: str) -> dict:
         "data.roots=x",
         "data.label_noise=lots",
         "labels.temprature=2",
+        "threads=two",
     ],
 )
 def test_hydra_refuses_unknown_options_and_wrong_types(override):
@@ -168,6 +169,7 @@ def test_hydra_refuses_unknown_options_and_wrong_types(override):
         (["labels=hard", "labels.temperature=2"], "labels.temperature=2.0: applies only to labels=teacher"),
         (["labels=soft", TEACHER], "labels.teacher=runs:/0123456789abcdef/model: applies only to labels=teacher"),
         (["device=tpu"], "device=tpu: use auto, cpu or cuda"),
+        (["threads=0"], r"threads=0: must be at least 1, or null \(chosen\)"),
     ],
 )
 def test_values_that_make_no_sense_are_refused(overrides, message):
