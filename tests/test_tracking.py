@@ -84,7 +84,7 @@ def test_a_run_ends_by_printing_where_to_see_it(single_run):
     run = single_run.run
     url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     mlflow_ui = f"{Path(sys.executable).with_name('mlflow')} ui --backend-store-uri {single_run.uri}"
-    ui = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
+    ui = f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
     assert f"run FINISHED: {url}?workflowType=machine_learning once the UI runs: {ui}\n" in single_run.stdout
 
 
