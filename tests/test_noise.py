@@ -8,6 +8,8 @@ from softmax_exp.train import train
 
 from .conftest import compose_config
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module")
 def labels(fashion_mnist) -> torch.Tensor:
