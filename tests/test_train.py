@@ -145,7 +145,7 @@ def test_raw_pixels_break_the_naive_loss_in_epoch_1_and_not_the_stable_ones(fash
 
 def test_default_ten_epochs_reach_the_textbook_accuracy(fashion_mnist):
     """Each loss x labels on the full data, trained as one lock-step group: each model gets the numbers it gets
-    alone (test_models_in_lockstep_get_the_numbers_they_get_alone), for a third of the time of four runs."""
+    alone (test_models_in_lockstep_get_the_numbers_they_get_alone), and one group costs far less than four runs."""
     combos = [(f"loss={loss}", f"labels={labels}") for loss in ("scratch", "torch") for labels in ("hard", "soft")]
     for combo, result in zip(combos, train([compose_config(*combo) for combo in combos], fashion_mnist), strict=True):
         assert len(result.history) == 10, combo
