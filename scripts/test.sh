@@ -1,7 +1,22 @@
 #!/usr/bin/env bash
-# Sets up what is missing, checks formatting and lint, then runs the test suite: `scripts/test.sh [pytest args...]`.
+# Sets up what is missing, checks formatting and lint, then runs the tests:
+#   scripts/test.sh                  the full suite, as CI runs it (.ci/run): at most 6 minutes on 2 cores
+#   scripts/test.sh --fast           the everyday lane, the tests marked `fast`, at most 90 s on 2 cores: the
+#                                    config, the losses and labels (noise, smoothing, a teacher), the thread rule,
+#                                    training (lock-step equals alone, scratch equals torch), one CLI run and one
+#                                    small vectorized sweep
+#   scripts/test.sh -m load          the team server's load tests at full size (eight students of five jobs at
+#                                    once, against PostgreSQL and SQLite); the full suite runs them smaller
+#   scripts/test.sh [--fast] ARGS    any pytest arguments, e.g. tests/test_train.py -k lockstep
+# A new test runs in the full suite; mark it `@pytest.mark.fast` too only if it is cheap and everyday work
+# must have it. Any `-m` replaces the default one, which leaves out the `load` tests (pyproject.toml).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lane=()
+if [ "${1:-}" = "--fast" ]; then
+    lane=(-m fast)
+    shift
+fi
 "$root/scripts/setup.sh" --cluster  # the cluster tests run too: Ray, submitit, the team tracking server
 # The browser test drives Debian's chromium (Playwright's own browser download needs the network).
 if [ ! -x /usr/bin/chromium ]; then
@@ -14,4 +29,4 @@ fi
 cd "$root"
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest "${lane[@]}" "$@"

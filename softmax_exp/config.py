@@ -69,6 +69,7 @@ class Config:
     epochs: int = MISSING
     seed: int = MISSING
     device: str = MISSING  # auto | cpu | cuda
+    threads: int | None = None  # torch's threads for training; None: chosen from the work (softmax_exp/threads.py)
 
 
 LABELS = ("hard", "soft", "teacher")
@@ -98,6 +99,7 @@ def validate(cfg: DictConfig) -> None:
             f"data.pixel_scale={cfg.data.pixel_scale}: must be a positive number (1: pixels in [0, 1]; 255: raw)",
         ),
         (cfg.device in ("auto", "cpu", "cuda"), f"device={cfg.device}: use auto, cpu or cuda"),
+        (cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be at least 1, or null (chosen)"),
     ]
     smoothing = cfg.labels.smoothing
     if cfg.labels.name == "soft":

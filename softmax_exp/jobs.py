@@ -17,7 +17,7 @@ from itertools import repeat
 import torch
 from hydra.utils import to_absolute_path
 
-from softmax_exp import data, evaluate, inputs, plots, tracking
+from softmax_exp import data, evaluate, inputs, plots, threads, tracking
 from softmax_exp.config import resolve_device, validate
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 from softmax_exp.job import Job
@@ -69,6 +69,7 @@ def refuse(job: Job, error: ConfigError) -> dict:
 def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
     """Train jobs that can step together, each prepared on its own and tracked in its own run, as one group."""
     first = jobs[0].cfg
+    threads.use([job.cfg for job in jobs], device)
     with tracking.job_runs(jobs, str(device)) as runs:
         fashion_mnist = data.load(to_absolute_path(first.data.root))
         prepared, outcomes = prepare_each(jobs, runs, fashion_mnist, device)

@@ -14,6 +14,7 @@ from softmax_exp import store, telemetry
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 RUNS_VIEW = "workflowType=machine_learning"
+JOB_RUNNER_OFF = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"  # `mlflow ui` is `mlflow server`: the same switch
 
 
 def page(uri: str, experiment_id: str, run_id: str | None = None) -> str:
@@ -28,11 +29,12 @@ def page(uri: str, experiment_id: str, run_id: str | None = None) -> str:
 
 
 def ui_command(uri: str) -> str:
-    """`mlflow ui` over the store, from this environment, with telemetry as this process has it."""
+    """`mlflow ui` over the store, from this environment, with telemetry as this process has it, and without
+    MLflow's job runner (GenAI evaluation jobs: seven more processes, ~2 GB), which serves nothing this suite logs."""
     mlflow = Path(sys.executable).with_name("mlflow")
     program = shlex.quote(str(mlflow)) if mlflow.exists() else "mlflow"
-    switch = "" if telemetry.enabled() else f"{telemetry.SWITCH}=true "
-    return f"{switch}{program} ui --backend-store-uri {shlex.quote(store.redacted(uri))}"
+    switches = [JOB_RUNNER_OFF] + ([] if telemetry.enabled() else [f"{telemetry.SWITCH}=true"])
+    return f"{' '.join(switches)} {program} ui --backend-store-uri {shlex.quote(store.redacted(uri))}"
 
 
 def where_to_look(uri: str, experiment_id: str, run_id: str | None = None) -> str:

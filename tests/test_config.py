@@ -13,7 +13,10 @@ from omegaconf.errors import ConfigAttributeError
 from softmax_exp.config import PROJECT_ROOT, validate
 from softmax_exp.errors import ConfigError
 
-from .conftest import compose_config, run_cli
+from .conftest import compose_config
+from .test_store import start_cli
+
+pytestmark = pytest.mark.fast
 
 CONF = PROJECT_ROOT / "conf"
 OPTIONS = [
@@ -26,7 +29,7 @@ def test_defaults_are_the_textbook_setup():
     cfg = compose_config()
     assert (cfg.loss.name, cfg.labels.name, cfg.optimizer.name) == ("torch", "hard", "torch")
     assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.seed, cfg.device) == (0.1, 256, 10, 0, "auto")
-    assert cfg.data.limit is None
+    assert cfg.data.limit is None and cfg.threads is None  # threads chosen from the work
     assert cfg.tracking.uri == f"sqlite:///{PROJECT_ROOT}/outputs/mlflow.db"  # absolute, whatever the cwd
     assert cfg.tracking.experiment == "softmax_exp"
     validate(cfg)
@@ -61,11 +64,6 @@ TEACHER = "labels.teacher=runs:/0123456789abcdef/model"  # distill needs one on 
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_named_experiments_define_sweeps(experiment):
-    assert sweep_params(experiment), f"experiment={experiment} sweeps nothing"
-
-
-@pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF / "experiment").glob("*.yaml")))
 def test_named_experiments_run_on_the_vectorized_launcher(experiment):
     with initialize(version_base="1.3", config_path="../conf"):
         cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
@@ -77,7 +75,7 @@ def test_every_job_of_every_named_experiment_composes_and_validates(experiment):
     """The jobs as Hydra's sweeper expands them, each composed with its overrides and checked by the schema.
     Jobs that differ only in their seed (any int, to the schema) compose alike: each is composed once, with
     its first seed (a composition costs ~0.1 s, and the grid alone has 60 jobs)."""
-    jobs = sweep_jobs(experiment)
+    jobs = sweep_jobs(experiment)  # each experiment sweeps: a new one must say here how many jobs it makes
     assert len(jobs) == {"grid": 60, "lr_sweep": 25, "overflow": 3, "label_noise": 45, "distill": 40}[experiment]
     configurations = {}
     for job in jobs:
@@ -139,6 +137,7 @@ def sweep_params(experiment: str) -> dict:
         "data.roots=x",
         "data.label_noise=lots",
         "labels.temprature=2",
+        "threads=two",
     ],
 )
 def test_hydra_refuses_unknown_options_and_wrong_types(override):
@@ -168,6 +167,7 @@ def test_hydra_refuses_unknown_options_and_wrong_types(override):
         (["labels=hard", "labels.temperature=2"], "labels.temperature=2.0: applies only to labels=teacher"),
         (["labels=soft", TEACHER], "labels.teacher=runs:/0123456789abcdef/model: applies only to labels=teacher"),
         (["device=tpu"], "device=tpu: use auto, cpu or cuda"),
+        (["threads=0"], r"threads=0: must be at least 1, or null \(chosen\)"),
     ],
 )
 def test_values_that_make_no_sense_are_refused(overrides, message):
@@ -202,21 +202,27 @@ def test_cuda_without_a_gpu_is_refused():
         validate(compose_config("device=cuda"))
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
-        (["loss=foo"], "Could not find 'loss/foo'"),
-        (["-m", "+lrr=0.05", "lr=0.1,0.2"], "error: lrr is not a key of the config (did you mean lr?)"),
-    ],
-)
-def test_cli_reports_a_bad_override_in_one_line_before_any_work(tmp_path: Path, args, message):
-    result = run_cli(tmp_path, *args, "tracking.uri=sqlite:///" + str(tmp_path / "m.db"))
-    assert result.returncode == 1
-    output = result.stdout + result.stderr
-    assert message in output
-    assert "Traceback" not in output and "epoch" not in output and "Launching" not in output
-    assert not (tmp_path / "m.db").exists()  # refused before anything was tracked
+# Each bad override through the real CLI, a single run's and a sweep's; all started at once, since each process
+# spends its time importing, not working.
+CLI_REFUSALS = [
+    (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
+    (["loss=foo"], "Could not find 'loss/foo'"),
+    (["-m", "+lrr=0.05", "lr=0.1,0.2"], "error: lrr is not a key of the config (did you mean lr?)"),
+]
+
+
+def test_cli_reports_a_bad_override_in_one_line_before_any_work(tmp_path: Path):
+    started = []
+    for i, (args, message) in enumerate(CLI_REFUSALS):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        started.append((folder, message, start_cli(folder, *args, f"tracking.uri=sqlite:///{folder}/m.db")))
+    for folder, message, process in started:
+        output = process.communicate(timeout=240)[0]
+        assert process.returncode == 1, output
+        assert message in output, output
+        assert "Traceback" not in output and "epoch" not in output and "Launching" not in output, output
+        assert not (folder / "m.db").exists()  # refused before anything was tracked
 
 
 def test_keys_are_typed_in_the_schema():

@@ -19,6 +19,8 @@ from softmax_exp.losses import (
     softmax,
 )
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture
 def logits() -> torch.Tensor:

@@ -8,6 +8,8 @@ from softmax_exp.prepare import prepare_group
 
 from .conftest import compose_config, train_all
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module")
 def labels(fashion_mnist) -> torch.Tensor:

@@ -43,6 +43,7 @@ def teacher_cfg(model_uri: str, *overrides: str):
     return compose_config("labels=teacher", f"labels.teacher={model_uri}", *overrides)
 
 
+@pytest.mark.fast
 def test_teacher_targets_are_distributions_equal_to_the_formula(teacher_run, fashion_mnist):
     cfg = teacher_cfg(teacher_run.model_uri, "labels.temperature=3", "labels.alpha=0.7")
     teacher = load_teacher(teacher_run.model_uri, teacher_run.uri, fashion_mnist.test, CPU)
@@ -65,6 +66,7 @@ def test_the_teacher_is_measured_and_traced_to_its_run(teacher_run, fashion_mnis
     assert teacher.test_acc == pytest.approx(teacher_run.run.data.metrics["final_test_acc"], abs=1e-9)
 
 
+@pytest.mark.fast
 def test_an_infinite_temperature_is_label_smoothing_with_eps_alpha(teacher_run, fashion_mnist):
     cfg = teacher_cfg(teacher_run.model_uri, "labels.temperature=inf", "labels.alpha=0.1")
     teacher = load_teacher(teacher_run.model_uri, teacher_run.uri, fashion_mnist.test, CPU)

@@ -29,11 +29,12 @@ pytestmark = pytest.mark.cluster
 
 STUDENTS = [f"student{i}" for i in range(1, 9)]
 QUICK = ("epochs=2", "data.limit=2000")
-LOAD_GRID = "lr=0.01,0.02,0.05,0.1,0.2"  # five jobs a student, forty in all
-JOBS_PER_STUDENT = 5
+LEARNING_RATES = ("0.01", "0.02", "0.05", "0.1", "0.2")  # a student's sweep: its first N, one job each
+# Jobs per student: the suite sends two each (16 runs, still eight writers at once); `-m load` the full five (40).
+SIZES = [pytest.param(2, id="2_jobs_each"), pytest.param(5, id="5_jobs_each", marks=pytest.mark.load)]
 LOAD_METRICS = ("train_loss", "train_acc", "test_acc")
 LOAD_ARTIFACTS = {"learning_curves.png", "confusion_matrix.csv", "hydra", "softmax_exp.log"}
-LOAD_SECONDS = 600  # for all eight sweeps, which take about 45 s on 2 cores: only a hung one meets it
+LOAD_SECONDS = 600  # for all eight sweeps, which take about 45 s on 2 cores at full size: only a hung one meets it
 WORKERS = 2  # the server's processes: one per core here; each more only adds its start-up (~6 s of CPU)
 
 
@@ -136,14 +137,15 @@ def test_a_student_cannot_write_into_anothers_experiment_but_can_read_it(server,
     assert server.passwords["student2"] not in str(run.data.params) + str(run.data.tags)
 
 
-def sweeps_at_once(uri: str, folder: Path, passwords: dict[str, str | None]) -> tuple[dict[str, str], float]:
-    """Each student's sweep in a process of its own, all started at once against the server at `uri`
-    (tests/student_processes.py): the end of the output of each one that failed, and the seconds until the
-    last one ended."""
+def sweeps_at_once(uri: str, folder: Path, passwords: dict[str, str | None], jobs: int) -> tuple[dict[str, str], float]:
+    """Each student's sweep of `jobs` jobs in a process of its own, all started at once against the server at
+    `uri` (tests/student_processes.py): the end of the output of each one that failed, and the seconds until
+    the last one ended."""
     students = []
+    grid = f"lr={','.join(LEARNING_RATES[:jobs])}"
     for name, password in passwords.items():
         (folder / name).mkdir()
-        args = ["-m", "hydra/launcher=vectorized", LOAD_GRID, *QUICK, f"tracking.uri={uri}",
+        args = ["-m", "hydra/launcher=vectorized", grid, *QUICK, f"tracking.uri={uri}",
                 f"tracking.experiment={name}", f"hydra.sweep.dir={folder / name}/sweep"]  # fmt: skip
         credentials = {"MLFLOW_TRACKING_USERNAME": name, "MLFLOW_TRACKING_PASSWORD": password} if password else {}
         students.append({"folder": str(folder / name), "env": credentials, "args": args})
@@ -184,31 +186,34 @@ def stored_in_full(client: MlflowClient, runs: list) -> list:
         return [run for run, arrived in zip(runs, pool.map(whole, runs), strict=True) if arrived]
 
 
-def test_eight_students_sweeping_at_once_lose_no_run(server, tmp_path, monkeypatch):
-    """The load test: eight sweeps of five jobs, each a student's own process, all against the server at once."""
-    failed, seconds = sweeps_at_once(server.uri, tmp_path, server.passwords)
+@pytest.mark.parametrize("jobs", SIZES)
+def test_eight_students_sweeping_at_once_lose_no_run(server, tmp_path, monkeypatch, jobs):
+    """The load test: eight sweeps, each a student's own process, all against the server at once."""
+    failed, seconds = sweeps_at_once(server.uri, tmp_path, server.passwords, jobs)
     parents, children = {}, []
     for name in STUDENTS:
         client, runs = admin_runs(server, monkeypatch, name)
         # this sweep's, by its folder (student2's experiment holds a run of an earlier test)
         (parents[name],) = [r for r in runs if r.data.tags.get(SWEEP_DIR_TAG) == str(tmp_path / name / "sweep")]
         children += [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[name].info.run_id]
-    sent, stored = JOBS_PER_STUDENT * len(STUDENTS), len(stored_in_full(client, children))
+    sent, stored = jobs * len(STUDENTS), len(stored_in_full(client, children))
     print(f"\nload test: {len(STUDENTS)} students at once, runs sent {sent}, stored in full {stored}, {seconds:.0f} s")
     assert failed == {}
     assert {parent.info.status for parent in parents.values()} == {"FINISHED"}
-    assert stored == sent == 40
+    assert stored == sent == 8 * jobs
 
 
-def test_the_same_load_on_a_plain_sqlite_server_loses_no_run(tmp_path):
+@pytest.mark.parametrize("jobs", SIZES)
+def test_the_same_load_on_a_plain_sqlite_server_loses_no_run(tmp_path, jobs):
     """The comparison: the same eight sweeps against a plain `mlflow server` on SQLite (no accounts), as many
     workers as the class's server."""
     with plain_mlflow_server(tmp_path, workers=WORKERS) as uri:
-        failed, seconds = sweeps_at_once(uri, tmp_path, dict.fromkeys(STUDENTS))
+        failed, seconds = sweeps_at_once(uri, tmp_path, dict.fromkeys(STUDENTS), jobs)
         client = MlflowClient(uri)
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
         children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
         stored = len(stored_in_full(client, children))
-    print(f"\nSQLite: {len(STUDENTS)} students at once, runs sent 40, stored in full {stored}, {seconds:.0f} s")
+    sent = jobs * len(STUDENTS)
+    print(f"\nSQLite: {len(STUDENTS)} students at once, runs sent {sent}, stored in full {stored}, {seconds:.0f} s")
     assert failed == {}
-    assert stored == 40 and len(runs) == 48 and {r.info.status for r in runs} == {"FINISHED"}
+    assert stored == sent and len(runs) == sent + len(STUDENTS) and {r.info.status for r in runs} == {"FINISHED"}

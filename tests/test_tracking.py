@@ -49,6 +49,7 @@ def single_run(tmp_path_factory):
     return SimpleNamespace(folder=folder, uri=uri, client=client, run=runs[0], stdout=result.stdout)
 
 
+@pytest.mark.fast
 def test_the_local_store_commits_through_a_write_ahead_log_and_the_database_file_alone_holds_every_run(single_run):
     with closing(sqlite3.connect(single_run.folder / "mlflow.db")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -56,6 +57,7 @@ def test_the_local_store_commits_through_a_write_ahead_log_and_the_database_file
     assert copied.info.status == "FINISHED" and copied.data.metrics == single_run.run.data.metrics
 
 
+@pytest.mark.fast
 def test_each_epoch_prints_one_line_of_named_metrics(single_run):
     lines = [line for line in single_run.stdout.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2
@@ -63,6 +65,7 @@ def test_each_epoch_prints_one_line_of_named_metrics(single_run):
         assert name in lines[0]
 
 
+@pytest.mark.fast
 def test_a_run_carries_its_name_params_and_tags(single_run):
     run = single_run.run
     assert run.info.status == "FINISHED"
@@ -81,14 +84,16 @@ def test_a_run_carries_its_name_params_and_tags(single_run):
         assert "git_commit" not in tags
 
 
+@pytest.mark.fast
 def test_a_run_ends_by_printing_where_to_see_it(single_run):
     run = single_run.run
     url = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     mlflow_ui = f"{Path(sys.executable).with_name('mlflow')} ui --backend-store-uri {single_run.uri}"
-    ui = f"MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
+    ui = f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true {mlflow_ui}"
     assert f"run FINISHED: {url}?workflowType=machine_learning once the UI runs: {ui}\n" in single_run.stdout
 
 
+@pytest.mark.fast
 def test_a_run_logs_the_data_it_read_as_dataset_inputs(single_run, fashion_mnist):
     inputs = {i.tags[0].value: i.dataset for i in single_run.run.inputs.dataset_inputs}
     assert [tag.key for i in single_run.run.inputs.dataset_inputs for tag in i.tags] == ["mlflow.data.context"] * 2
@@ -101,6 +106,7 @@ def test_a_run_logs_the_data_it_read_as_dataset_inputs(single_run, fashion_mnist
     assert json.loads(train.source)["uri"] in (str(DEBIAN_ROOT), str(PROJECT_ROOT / "data"))
 
 
+@pytest.mark.fast
 def test_a_run_has_a_metric_history_per_epoch(single_run):
     client, run = single_run.client, single_run.run
     for key in ("train_loss", "train_acc", "test_acc", "epoch_seconds", "max_abs_logit"):
@@ -112,6 +118,7 @@ def test_a_run_has_a_metric_history_per_epoch(single_run):
     assert f"test_acc={test_acc[-1]:.4f}" in single_run.stdout
 
 
+@pytest.mark.fast
 def test_a_run_keeps_config_log_plots_and_confusion_matrix(single_run, tmp_path):
     client, run = single_run.client, single_run.run
     run_id = run.info.run_id
@@ -131,6 +138,7 @@ def test_a_run_keeps_config_log_plots_and_confusion_matrix(single_run, tmp_path)
     assert float(rows[1][-1]) == pytest.approx(counts[0][0] / 1000, abs=1e-4)
 
 
+@pytest.mark.fast
 def test_the_logged_model_loads_and_predicts(single_run, fashion_mnist):
     mlflow.set_tracking_uri(single_run.uri)  # runs:/ URIs resolve against the current store
     model = mlflow.pytorch.load_model(f"runs:/{single_run.run.info.run_id}/model")

@@ -80,6 +80,7 @@ def test_every_job_gets_the_numbers_the_one_by_one_launcher_gives_it(vectorized,
     assert len({history["train_loss"][-1] for history in together.values()}) >= 4
 
 
+@pytest.mark.fast
 def test_the_terminal_shows_one_line_per_epoch_for_the_group(vectorized):
     lines = vectorized.result.stdout.splitlines()
     group_lines = [line for line in lines if "jobs training=8" in line]
@@ -88,6 +89,7 @@ def test_the_terminal_shows_one_line_per_epoch_for_the_group(vectorized):
     assert "Vectorized launcher: 8 jobs" in vectorized.result.stdout
 
 
+@pytest.mark.fast
 def test_each_job_is_a_complete_child_run(vectorized, fashion_mnist, tmp_path):
     client = vectorized.client
     parent = next(r for r in vectorized.runs if r.data.tags.get(SWEEP_TAG) == "true")

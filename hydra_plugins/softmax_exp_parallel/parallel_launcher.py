@@ -34,7 +34,7 @@ THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 class ParallelLauncherConf:
     _target_: str = "hydra_plugins.softmax_exp_parallel.parallel_launcher.ParallelLauncher"
     n_jobs: int = 2  # worker processes, so jobs running at once (about 1 GB of memory each)
-    threads: int | None = None  # per worker; null: the cores shared out, at least 1
+    threads: int | None = None  # per worker, the most its jobs choose (OMP_NUM_THREADS); null: the cores shared out
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="parallel", node=ParallelLauncherConf)
