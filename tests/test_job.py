@@ -2,10 +2,13 @@
 
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize
 from hydra.types import RunMode
 
 from softmax_exp.job import Job
+
+pytestmark = pytest.mark.fast
 
 
 def group(*overrides: str) -> str:

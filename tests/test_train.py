@@ -114,6 +114,7 @@ def test_learning_rates_and_optimizers_mixed_within_and_across_seeds_stay_each_m
     assert len({result.final["train_loss"] for result in together}) >= 2 * 2 * 2 + 1
 
 
+@pytest.mark.fast
 def test_only_jobs_that_step_through_the_same_data_alike_share_a_lockstep_group():
     cpu = torch.device("cpu")
     key = lockstep_key(compose_config(*QUICK), cpu)
