@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from softmax_exp import threads
-from softmax_exp.jobs import Job, run_jobs
-from softmax_exp.tracking import JobInfo
+from softmax_exp.job import Job
+from softmax_exp.jobs import run_jobs
 
 from .conftest import compose_config
 
@@ -64,5 +64,5 @@ def test_a_job_trains_on_the_count_chosen_or_configured(store, restored_threads,
     the fast lane, which has the rule: a process's first job pays for importing what tracking a run needs."""
     torch.set_num_threads(3)  # whatever came before
     cfg = compose_config("epochs=1", "data.limit=1000", f"tracking.uri={store}", *override)
-    (result,) = run_jobs([Job(cfg, JobInfo())])
+    (result,) = run_jobs([Job(cfg)])
     assert result["status"] == "FINISHED" and torch.get_num_threads() == expected
