@@ -51,6 +51,13 @@ class DataConfig:
 
 
 @dataclass
+class PruningConfig:
+    trial: int | None = None  # set by hydra/sweeper=search: the trial this job is one seed of
+    rungs: list[int] = field(default_factory=list)  # epochs after which a search's trials are ranked; []: none
+    keep: float = 1.0  # the fraction of trials that go on at each rung (1/eta)
+
+
+@dataclass
 class TrackingConfig:
     uri: str = MISSING
     experiment: str = MISSING
@@ -64,6 +71,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
     lr: float = MISSING
     batch_size: int = MISSING
     epochs: int = MISSING
@@ -99,6 +107,12 @@ def validate(cfg: DictConfig) -> None:
             f"data.pixel_scale={cfg.data.pixel_scale}: must be a positive number (1: pixels in [0, 1]; 255: raw)",
         ),
         (cfg.device in ("auto", "cpu", "cuda"), f"device={cfg.device}: use auto, cpu or cuda"),
+        (0 < cfg.pruning.keep <= 1, f"pruning.keep={cfg.pruning.keep}: the fraction of trials kept, in (0, 1]"),
+        (
+            all(1 <= rung < cfg.epochs for rung in cfg.pruning.rungs),
+            f"pruning.rungs={list(cfg.pruning.rungs)}: each rung is an epoch after which trials are ranked, "
+            f"from 1 to epochs - 1 = {cfg.epochs - 1}",
+        ),
         (cfg.threads is None or cfg.threads >= 1, f"threads={cfg.threads}: must be at least 1, or null (chosen)"),
     ]
     smoothing = cfg.labels.smoothing

@@ -8,7 +8,8 @@ from pathlib import Path
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-NOT_CHOICES = ("experiment=", "tracking.", "data.root=")  # the sweep's name, and where data and runs live
+# The sweep's name, where data and runs live, and how a search prunes its trials (their trial number is a tag).
+NOT_CHOICES = ("experiment=", "tracking.", "data.root=", "pruning.")
 
 
 def choices(overrides: list[str]) -> list[str]:

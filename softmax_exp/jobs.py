@@ -20,20 +20,24 @@ from hydra.utils import to_absolute_path
 from softmax_exp import data, evaluate, inputs, plots, threads, tracking
 from softmax_exp.config import resolve_device, validate
 from softmax_exp.errors import ConfigError, SoftmaxExpError
+from softmax_exp.halving import halving
 from softmax_exp.job import Job
 from softmax_exp.prepare import Preparation, PreparedJob, lockstep, lockstep_key
-from softmax_exp.train import EpochMetrics, train
+from softmax_exp.train import EpochMetrics, TrainResult, train
 
 log = logging.getLogger(__name__)
 
 
-def finished(metrics: dict) -> dict:
-    return {"status": "FINISHED", **metrics}
+def finished(result: TrainResult) -> dict:
+    """A job trained to its last epoch: FINISHED; or stopped by its search's pruner: PRUNED, which is no failure."""
+    if result.stopped_at is not None:
+        return {"status": "PRUNED", "pruned_at_epoch": result.stopped_at, **result.final}
+    return {"status": "FINISHED", **result.final}
 
 
 def failed(job: Job, error: SoftmaxExpError) -> dict:
     job.log.error(f"error: {error}")
-    return {"status": "FAILED", "error": str(error)}
+    return {"status": "FAILED", "error": str(error), "error_type": type(error).__name__}
 
 
 def run_jobs(jobs: list[Job]) -> list[dict]:
@@ -81,15 +85,17 @@ def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
 
         on_group_epoch = report_group_epoch if len(members) > 1 else None  # a single run's own lines say it all
         learners = [prepared[k].learner for k in members]
-        trained = train(learners, lockstep(first, fashion_mnist, device), on_epoch, on_group_epoch) if members else []
+        pruner = halving([jobs[k].cfg for k in members])
+        group = lockstep(first, fashion_mnist, device)
+        trained = train(learners, group, on_epoch, on_group_epoch, pruner) if members else []
         results = dict(zip(members, trained, strict=True))
         for k, result in results.items():
             if result.error is not None:
                 runs[k].end(result.error)
                 outcomes[k] = failed(jobs[k], result.error)
         finished_jobs = [k for k, result in results.items() if result.error is None]
-        for k, metrics in log_results(finished_jobs, runs, results, prepared, fashion_mnist.test):
-            outcomes[k] = finished(metrics)
+        for k in log_results(finished_jobs, runs, results, prepared, fashion_mnist.test):
+            outcomes[k] = finished(results[k])
     return [outcomes[k] for k in range(len(jobs))]
 
 
@@ -110,9 +116,9 @@ def prepare_each(
 
 def log_results(
     members: list[int], runs: list[tracking.JobRun], results: dict, prepared: dict, test: data.Split
-) -> Iterator[tuple[int, dict]]:
+) -> Iterator[int]:
     """Each trained job's results, figures and model written to its run, which then ends FINISHED: as soon as its
-    figures are drawn (by other cores, for a group). Yields each job's final metrics."""
+    figures are drawn (by other cores, for a group). Yields each job as it ends."""
     confusions = {k: evaluate.confusion_counts(results[k].test_predictions, test.labels) for k in members}
     workers = min(len(members), os.cpu_count() or 1) if len(members) > 1 else 0  # one job's: drawn here
     with plots.drawing(workers) as draw:
@@ -121,7 +127,7 @@ def log_results(
         for k, job_figures in zip(members, figures, strict=True):
             runs[k].log_result(results[k], prepared[k], confusions[k], job_figures)
             runs[k].end()
-            yield k, results[k].final
+            yield k
 
 
 def report_group_epoch(epoch: int, metrics: list[EpochMetrics]) -> None:

@@ -110,6 +110,25 @@ def accuracy_vs_lr(groups: pd.DataFrame) -> Figure:
     return figure
 
 
+def optimization_history(trials: pd.DataFrame) -> Figure:
+    """A search's trials in the order asked: each one's validation accuracy (pruned ones at the rung they left
+    at, hollow), and the best so far."""
+    figure = Figure(figsize=(7, 4.5))
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    axes = figure.subplots()
+    for state, style in (("COMPLETE", dict(marker="o")), ("PRUNED", dict(marker="o", fillstyle="none"))):
+        shown = trials[trials["state"] == state]
+        axes.plot(shown["number"], shown["value"], linestyle="none", label=state.lower(), **style)
+    complete = trials["value"].where(trials["state"] == "COMPLETE")
+    axes.step(trials["number"], complete.cummax(), where="post", label="best so far")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(
+        xlabel="trial", ylabel="validation accuracy (mean over seeds)", title="Search: validation accuracy by trial"
+    )
+    axes.legend(fontsize=7)
+    return figure
+
+
 def without_lr(group: str) -> str:
     return ",".join(choice for choice in group.split(",") if not choice.startswith("lr=")) or "defaults"
 

@@ -20,7 +20,7 @@ from softmax_exp.teacher import Teacher, load_teacher
 from softmax_exp.train import Learner, Lockstep
 
 # What every model of one lock-step group must share: they step through the same data, epoch by epoch.
-LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "data.pixel_scale")
+LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "data.pixel_scale", "pruning.rungs", "pruning.keep")
 
 
 def lockstep_key(cfg: DictConfig, device: torch.device) -> tuple:

@@ -35,7 +35,8 @@ def group_summary(jobs: pd.DataFrame) -> pd.DataFrame:
     finished = jobs[jobs["status"] == "FINISHED"]
     table = jobs.groupby("group")[[*FACTORS, "lr"]].first()
     table["n"] = finished.groupby("group").size().reindex(table.index, fill_value=0)
-    table["failed"] = jobs.groupby("group").size() - table["n"]
+    # A search's pruned trials (status PRUNED) are neither: they trained well, only not to the last epoch.
+    table["failed"] = (~jobs["status"].isin(["FINISHED", "PRUNED"])).groupby(jobs["group"]).sum().reindex(table.index)
     for metric in METRICS:
         summary = finished.groupby("group")[metric].agg(["mean", "std", "min", "max", "sem"]).reindex(table.index)
         half = t_half_width(summary["sem"], table["n"])

@@ -16,13 +16,21 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp import nesting, store
+from softmax_exp import nesting, store, study
 from softmax_exp.errors import ConfigError
 from softmax_exp.tracking import JOB_TAG, OWN_FAILURE_TAG
 
 log = logging.getLogger(__name__)
 
 ASKED = "multirun.yaml"  # Hydra's record of the sweep, in its folder
+
+
+def resuming(config: DictConfig) -> bool:
+    """Whether this sweep goes on with the one in its folder: hydra.sweeper.resume=true, or a search
+    (hydra/sweeper=search) run again in its folder, which continues its study."""
+    if config.hydra.sweeper.get("resume", False):
+        return True
+    return study.is_search(config) and (Path(str(config.hydra.sweep.dir)) / ASKED).is_file()
 
 
 def asked(config: DictConfig) -> dict[str, str]:

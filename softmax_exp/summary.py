@@ -40,7 +40,7 @@ class SweepSummary:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [row for row in self.jobs if row["status"] != "FINISHED"]
+        return [row for row in self.jobs if row["status"] not in ("FINISHED", "PRUNED")]
 
     @property
     def best_job(self) -> dict[str, Any] | None:
@@ -85,12 +85,14 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
     rows = []
     for run in (run for run in children if latest[job(run)] is run):
         params, metrics = run.data.params, run.data.metrics
-        row = {"run_name": run.info.run_name, "status": run.info.status, "run_id": run.info.run_id}
+        status = "PRUNED" if tracking.PRUNED_TAG in run.data.tags else run.info.status  # a FINISHED run, stopped early
+        row = {"run_name": run.info.run_name, "status": status, "run_id": run.info.run_id}
         row.update({group: params.get(group) for group in tracking.GROUPS})
         row["lr"] = float(params["lr"]) if "lr" in params else None
         row["seed"] = int(params["seed"]) if "seed" in params else None
         row.update({key: metrics.get(f"final_{key}") for key in tracking.FINAL_KEYS})
         row["group"] = run.data.tags.get(replicates.TAG, run.info.run_name)
+        row["trial"] = int(run.data.tags[tracking.TRIAL_TAG]) if tracking.TRIAL_TAG in run.data.tags else None
         row["params"] = params
         rows.append(row)
     return sorted(rows, key=lambda row: -1 if row["test_acc"] is None else row["test_acc"], reverse=True)

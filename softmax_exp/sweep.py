@@ -6,8 +6,10 @@ job, and with seeds as replicates (replicates.py) the per-configuration means wi
 the contrasts and their plots.
 """
 
+import json
 import logging
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import disk, job, links, nesting, plots, replicates, resume, store, summary, telemetry, tracking
+from softmax_exp import disk, job, links, nesting, plots, replicates, resume, store, study, summary, telemetry, tracking
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -50,7 +52,7 @@ class MlflowSweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         uri = config.tracking.uri
-        resuming = config.hydra.sweeper.get("resume", False)  # our sweepers' key: Hydra's own have none
+        resuming = resume.resuming(config)
         try:
             if unknown := unknown_keys(config):  # a `+typo=value` set for every job
                 raise ConfigError(unknown_key_message(unknown[0]))
@@ -100,6 +102,8 @@ class MlflowSweepCallback(Callback):
         if sweep.finished:
             self.log_best_job(client, sweep.best_job)
             self.log_groups(client, sweep)
+        if study.is_search(config):
+            self.log_search(client, config, sweep)
         client.set_terminated(self.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
         tracking.open_runs.pop(self.parent_run_id, None)
         log.info(f"sweep's runs: {links.where_to_look(config.tracking.uri, self.experiment_id)}")
@@ -107,6 +111,25 @@ class MlflowSweepCallback(Callback):
             names = "; ".join(row["run_name"] for row in sweep.failed)
             log.error(f"error: {len(sweep.failed)} of {len(sweep.jobs)} jobs failed ({names}); each job's log says why")
             sys.exit(1)
+
+    def log_search(self, client: MlflowClient, config: DictConfig, sweep: summary.SweepSummary) -> None:
+        """A search's study: its best trial (chosen on validation accuracy) with its parameters and its test
+        accuracy beside, the table of every trial, and the optimisation history."""
+        found = study.load(config)
+        trials = study.trial_table(found) if found is not None else None
+        if trials is None or not (trials["state"] == "COMPLETE").any():
+            return
+        run_id, best = self.parent_run_id, found.best_trial
+        test_acc = statistics.fmean(row["test_acc"] for row in sweep.finished if row["trial"] == best.number)
+        client.set_tags(run_id, {"best_trial": str(best.number), "best_trial_params": json.dumps(best.params)})
+        client.log_metric(run_id, "best_trial_val_acc", best.value)
+        client.log_metric(run_id, "best_trial_test_acc", test_acc)
+        client.log_text(run_id, trials.to_csv(index=False), "trials.csv")
+        client.log_figure(run_id, plots.optimization_history(trials), "optimization_history.png")
+        log.info(
+            f"best trial: #{best.number} {best.params}  val_acc={best.value:.4f} (chosen on it), "
+            f"test_acc={test_acc:.4f}; {len(trials)} trials, {int((trials['state'] == 'PRUNED').sum())} pruned"
+        )
 
     def end_orphans(self, client: MlflowClient) -> None:
         """Every job has ended, so a run still RUNNING lost its process (killed, out of memory): FAILED."""

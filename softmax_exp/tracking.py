@@ -43,6 +43,8 @@ from softmax_exp.train import EpochMetrics, TrainResult
 
 SWEEP_TAG = "softmax_exp.sweep"  # marks parent runs, so the report can find the latest sweep
 JOB_TAG = "softmax_exp.job"  # a job's choices (JSON): which job of its sweep the run is, for a resume
+TRIAL_TAG = "softmax_exp.trial"  # a search's job: the number of the trial it is one seed of
+PRUNED_TAG = "pruned_at_epoch"  # a search's job that its pruner stopped after this epoch (halving.py)
 OWN_FAILURE_TAG = "softmax_exp.own_failure"  # a run that FAILED for its configuration's own reason (errors.JobError)
 GROUPS = ("loss", "labels", "optimizer")
 FINAL_KEYS = ("train_loss", "train_acc", "test_acc")
@@ -164,6 +166,8 @@ class JobRun:
         tags |= {"device": device, **git_tags(), replicates.TAG: job.group, JOB_TAG: json.dumps(job.choices)}
         if parent_run_id is not None:
             tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        if cfg.pruning.trial is not None:
+            tags[TRIAL_TAG] = str(cfg.pruning.trial)
         self.run_id = self.client.create_run(self.experiment_id, run_name=job.name, tags=tags).info.run_id
         open_runs[self.run_id] = self.uri
         self.unsent, self.sent_at = [], time.monotonic()  # per-epoch metrics not yet written, and when last
@@ -202,6 +206,8 @@ class JobRun:
             teacher_run = prepared.teacher.run_id or "none (a model saved outside any run)"
             self.client.set_tag(self.run_id, "teacher_run_id", teacher_run)
         self.client.log_batch(self.run_id, metrics=finals)
+        if result.stopped_at is not None:  # FINISHED all the same: a pruned trial trained well, only not long
+            self.client.set_tag(self.run_id, PRUNED_TAG, str(result.stopped_at))
         log_files(self.client, self.run_id, figures)
         self.client.log_text(self.run_id, confusion_csv(confusion), "confusion_matrix.csv")
         # log_model finds the store, and the experiment it files the model under, in MLflow's global state.

@@ -82,6 +82,7 @@ class TrainResult:
     history: list[EpochMetrics] = field(default_factory=list)
     test_predictions: torch.Tensor | None = None  # (10,000,) the class the final model gives each test image
     error: DivergedError | None = None
+    stopped_at: int | None = None  # the epoch after which it was stopped (pruned) while training well
 
     @property
     def final(self) -> dict[str, float]:
@@ -223,12 +224,15 @@ def train(
     lockstep: Lockstep,
     on_epoch: Callable[[int, EpochMetrics], None] | None = None,
     on_group_epoch: Callable[[int, list[EpochMetrics]], None] | None = None,
+    stop: Callable[[int, dict[int, EpochMetrics]], set[int]] | None = None,
 ) -> list[TrainResult]:
     """Train every learner's model in lock-step, through the data and steps of `lockstep`.
 
     on_epoch(k, metrics) follows each epoch of learner k, on_group_epoch(epoch, metrics) each epoch of the
     group. A model whose loss is no longer finite stops after that epoch (still reported), with a
-    DivergedError in its result; the others train on exactly as they would have without it.
+    DivergedError in its result. stop(epoch, {k: metrics}) is asked after each epoch which of the models that
+    trained on stop there (a search's pruner: halving.py); they leave with `stopped_at` set. Either way, the
+    others train on exactly as they would have without them.
     """
     images, test_images, test_labels = lockstep.images, lockstep.test_images, lockstep.test_labels
     count, batch_size, scale = len(images), lockstep.batch_size, lockstep.pixel_scale
@@ -298,7 +302,7 @@ def train(
         test_correct, largest = test_correct.tolist(), largest.tolist()  # one sync for the whole group
         seconds = time.perf_counter() - start
 
-        trained, diverged = [], []
+        trained, diverged = {}, []
         for column, k in enumerate(members):
             s, j = stack.slot[k]
             metrics = EpochMetrics(
@@ -314,7 +318,7 @@ def train(
             if on_epoch is not None:
                 on_epoch(k, metrics)
             if math.isfinite(metrics.train_loss):
-                trained.append(metrics)
+                trained[k] = metrics
                 continue
             cause = f" with lr={learners[k].lr}; lower the learning rate (0.1 is the textbook value)"
             if learners[k].loss == "naive":
@@ -324,9 +328,12 @@ def train(
             )
             diverged.append(k)
         if on_group_epoch is not None and trained:
-            on_group_epoch(epoch, trained)
-        if diverged:
-            active = [k for k in active if k not in diverged]
+            on_group_epoch(epoch, list(trained.values()))
+        stopped = stop(epoch, trained) if stop is not None and trained else set()
+        for k in stopped:
+            results[k].stopped_at = epoch
+        if diverged or stopped:
+            active = [k for k in active if k not in diverged and k not in stopped]
             stack.release(models)
             if not active:
                 return results

@@ -1,15 +1,16 @@
 """Hydra composition of every config option, and the overrides that must be refused before any work."""
 
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError
 
+from hydra_plugins.softmax_exp_sweep.grid_sweeper import grid
 from softmax_exp.config import PROJECT_ROOT, validate
 from softmax_exp.errors import ConfigError
 
@@ -60,6 +61,7 @@ def test_data_defaults_are_clean_labels_and_unit_pixels():
 
 
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
+GRIDS = [experiment for experiment in EXPERIMENTS if experiment != "search"]  # search: hydra/sweeper=search
 TEACHER = "labels.teacher=runs:/0123456789abcdef/model"  # distill needs one on the command line
 
 
@@ -70,7 +72,7 @@ def test_named_experiments_run_on_the_vectorized_launcher(experiment):
     assert cfg.hydra.launcher._target_.endswith("softmax_exp_vectorized.vectorized_launcher.VectorizedLauncher")
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", GRIDS)
 def test_every_job_of_every_named_experiment_composes_and_validates(experiment):
     """The jobs as Hydra's sweeper expands them, each composed with its overrides and checked by the schema.
     Jobs that differ only in their seed (any int, to the schema) compose alike: each is composed once, with
@@ -84,6 +86,18 @@ def test_every_job_of_every_named_experiment_composes_and_validates(experiment):
     with initialize(version_base="1.3", config_path="../conf"):
         for job in configurations.values():
             validate(compose("config", overrides=[f"experiment={experiment}", *extra, *job]))
+
+
+def test_the_search_experiment_tunes_on_held_out_images_and_its_trials_compose_at_the_ends_of_its_space():
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose("config", overrides=["experiment=search"], return_hydra_config=True)
+        settings = cfg.hydra.sweeper
+        assert settings._target_.endswith("SearchSweeper") and cfg.data.validation == 10_000
+        assert (settings.n_trials, settings.batch, settings.pruner) == (48, 16, "halving")
+        pruning = ["pruning.trial=0", f"pruning.rungs={list(settings.rungs)}", f"pruning.keep={settings.keep}"]
+        for lr, loss, labels in itertools.product(("0.001", "1.0"), ("scratch", "torch"), ("hard", "soft")):
+            job = ["experiment=search", f"lr={lr}", f"loss={loss}", f"labels={labels}", "seed=0", *pruning]
+            validate(compose("config", overrides=job))
 
 
 def test_the_overflow_experiment_feeds_raw_pixels_to_each_loss():
@@ -105,10 +119,8 @@ def test_the_distill_experiment_trains_teacher_students_with_uniform_smoothing_a
 
 
 def sweep_jobs(experiment: str) -> list[list[str]]:
-    """Each job's overrides, expanded from the experiment's sweep params by Hydra's own basic sweeper."""
-    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweep_params(experiment).items()])
-    (batch,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
-    return batch
+    """Each job's overrides, expanded from the experiment's sweep params by the suite's grid sweeper."""
+    return grid(OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweep_params(experiment).items()]))
 
 
 def test_the_grid_and_lr_sweep_experiments_replicate_each_configuration_over_five_seeds():

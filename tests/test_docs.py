@@ -12,6 +12,8 @@ import shlex
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep
+from omegaconf import OmegaConf
 
 from softmax_exp import report, results
 from softmax_exp.config import PROJECT_ROOT, unknown_keys, validate
@@ -49,6 +51,12 @@ def overrides_of(where: str, args: list[str]) -> list[str]:
     return overrides
 
 
+def swept_values(override) -> list:
+    """A grid's values, or both ends of a search's interval."""
+    value = override.value()
+    return [value.start, value.end] if isinstance(value, IntervalSweep) else list(override.sweep_string_iterator())
+
+
 def jobs(overrides: list[str]) -> list[list[str]]:
     """Enough of a sweep's jobs that each value of each swept key is composed once: job i takes each key's
     i-th value (its last, when it has fewer). A named experiment's own sweep comes first, the command's after."""
@@ -60,7 +68,7 @@ def jobs(overrides: list[str]) -> list[list[str]]:
     for override in [*parser.parse_overrides(own), *parsed]:
         key = override.key_or_group
         swept = override.is_sweep_override()
-        values[key] = [f"{key}={v}" for v in override.sweep_string_iterator()] if swept else [override.input_line]
+        values[key] = [f"{key}={v}" for v in swept_values(override)] if swept else [override.input_line]
     count = max((len(options) for options in values.values()), default=1)
     return [[options[min(i, len(options) - 1)] for options in values.values()] for i in range(count)]
 
@@ -126,6 +134,10 @@ def test_the_readmes_table_of_named_experiments_is_conf_experiment():
     parser = OverridesParser.create()
     counts = {}
     for path in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"):
+        sweeper = OmegaConf.load(path).hydra.sweeper
+        if "n_trials" in sweeper:  # a search: each trial once per seed
+            counts[path.stem] = sweeper.n_trials * len(sweeper.get("seeds", [0]))
+            continue
         swept = parser.parse_overrides([f"{k}={v}" for k, v in results.sweeper_params(path.stem).items()])
         counts[path.stem] = math.prod(len(list(o.sweep_string_iterator())) for o in swept if o.is_sweep_override())
     assert {name: int(jobs) for name, jobs in rows} == counts

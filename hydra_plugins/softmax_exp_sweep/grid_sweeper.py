@@ -19,6 +19,7 @@ from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
@@ -41,6 +42,20 @@ class GridSweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf)
 
 
+def grid(overrides: list[Override]) -> list[list[str]]:
+    """The product of each key's values: a list or range(...) sweeps, a plain value is every job's."""
+    axes = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise HydraException(f"{key}: hydra/sweeper=grid sweeps lists and ranges, not {override.value_type.name}")
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
 class GridSweeper(Sweeper):
     def __init__(self, max_batch_size: int | None, params: dict | None, resume: bool, retry_failed: bool) -> None:
         if max_batch_size is not None and max_batch_size < 1:
@@ -58,21 +73,9 @@ class GridSweeper(Sweeper):
         )
 
     def grid(self, arguments: list[str]) -> list[list[str]]:
-        """Every job's overrides: the product of each key's values, the params' first, the command line's winning."""
+        """Every job's overrides: the params' first, the command line's winning."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([f"{key}={value}" for key, value in self.params.items()] + arguments)
-        axes = {}
-        for override in overrides:
-            key = override.get_key_element()
-            if not override.is_sweep_override():
-                axes[key] = [f"{key}={override.get_value_element_as_str()}"]
-            elif override.is_discrete_sweep():
-                axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-            else:
-                raise HydraException(
-                    f"{key}: hydra/sweeper=grid sweeps lists and ranges, not {override.value_type.name}"
-                )
-        return [list(job) for job in itertools.product(*axes.values())]
+        return grid(parser.parse_overrides([f"{key}={value}" for key, value in self.params.items()] + arguments))
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
         jobs, first = self.grid(arguments), 0

@@ -1,0 +1,1 @@
+"""softmax_exp's Hydra sweeper plugin for searches: `hydra/sweeper=search` (Optuna's ask/tell, batches in lock-step)."""
