@@ -13,6 +13,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from softmax_exp.data import SPLITS
 from softmax_exp.errors import ConfigError
 from softmax_exp.losses import LOSSES
 from softmax_exp.optimizers import OPTIMIZERS
@@ -45,7 +46,8 @@ class OptimizerConfig:
 @dataclass
 class DataConfig:
     root: str = MISSING
-    limit: int | None = None  # number of training examples to keep; None keeps all 60,000
+    limit: int | None = None  # number of training examples to keep, of those not held out; None keeps them all
+    validation: int = 0  # training images held out (the same for every seed and job) to choose on; 0: none
     label_noise: float = 0.0  # fraction of training labels replaced by another class, drawn per seed
     pixel_scale: float = 1.0  # pixels are fed in [0, pixel_scale]: 1 as ToTensor, 255 the raw bytes
 
@@ -81,6 +83,7 @@ class Config:
 
 
 LABELS = ("hard", "soft", "teacher")
+TRAIN_IMAGES = SPLITS["train"][1]  # 60,000
 
 # conf/config.yaml lists `schema` first in its defaults, so every group option is merged into these types.
 ConfigStore.instance().store(name="schema", node=Config)
@@ -101,6 +104,10 @@ def validate(cfg: DictConfig) -> None:
         (cfg.batch_size >= 1, f"batch_size={cfg.batch_size}: must be at least 1"),
         (cfg.epochs >= 1, f"epochs={cfg.epochs}: must be at least 1"),
         (cfg.data.limit is None or cfg.data.limit >= 1, f"data.limit={cfg.data.limit}: must be at least 1, or null"),
+        (
+            0 <= cfg.data.validation < TRAIN_IMAGES,
+            f"data.validation={cfg.data.validation}: must be in [0, {TRAIN_IMAGES}), the training images held out",
+        ),
         (0 <= cfg.data.label_noise < 1, f"data.label_noise={cfg.data.label_noise}: must be in [0, 1)"),
         (
             math.isfinite(cfg.data.pixel_scale) and cfg.data.pixel_scale > 0,

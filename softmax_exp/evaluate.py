@@ -28,6 +28,14 @@ def predict(models: Sequence[nn.Linear], images: torch.Tensor, scale: float = 1.
     )
 
 
+def correct(
+    models: Sequence[nn.Linear], images: torch.Tensor, labels: torch.Tensor, scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each model predicts (N, K), and how many of the N images each one classifies right (K,)."""
+    predicted = predict(models, images, scale)
+    return predicted, (predicted == labels.unsqueeze(1)).sum(dim=0)
+
+
 def confusion_counts(predicted: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
     """counts[true][predicted] for one model's predictions (N,) against the true labels (N,)."""
     pairs = labels.cpu() * CLASSES + predicted.cpu()

@@ -1,8 +1,9 @@
 """The data each run trained and was tested on, as MLflow dataset inputs: the runs table's Dataset column.
 
 The digest is that of the bytes actually read (data.Split.digest, a SHA-256 of the images and labels),
-combined with what makes this run's training set differ from the files: `data.limit` and `data.label_noise`
-(whose noise is drawn from `seed`). The source is the folder the files were read from.
+combined with what makes this run's training set differ from the files: `data.validation` (the images held
+out), `data.limit` and `data.label_noise` (whose noise is drawn from `seed`). The source is the folder the
+files were read from.
 """
 
 import hashlib
@@ -22,8 +23,10 @@ DIGEST_CHARS = 16  # of the SHA-256's hex digits: enough to tell versions apart 
 
 def train_variant(cfg: DictConfig) -> str:
     """What this run changes about the training set: '' for all 60,000 images with their own labels."""
-    limit, noise = cfg.data.limit, cfg.data.label_noise
-    parts = [f"first {limit}"] if limit is not None else []
+    held_out, limit, noise = cfg.data.validation, cfg.data.limit, cfg.data.label_noise
+    parts = [f"{held_out} held out for validation"] if held_out else []
+    if limit is not None:
+        parts.append(f"first {limit}")
     if noise:
         parts.append(f"label_noise={noise:g} seed={cfg.seed}")
     return ", ".join(parts)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from softmax_exp.data import FashionMNIST
+from softmax_exp import validation
+from softmax_exp.data import FashionMNIST, Split
 from softmax_exp.labels import build_targets
 from softmax_exp.model import build_model
 from softmax_exp.noise import add_label_noise
@@ -20,22 +21,42 @@ from softmax_exp.teacher import Teacher, load_teacher
 from softmax_exp.train import Learner, Lockstep
 
 # What every model of one lock-step group must share: they step through the same data, epoch by epoch.
-LOCKSTEP_KEYS = ("batch_size", "epochs", "data.root", "data.limit", "data.pixel_scale", "pruning.rungs", "pruning.keep")
+LOCKSTEP_KEYS = (
+    "batch_size",
+    "epochs",
+    "data.root",
+    "data.validation",
+    "data.limit",
+    "data.pixel_scale",
+    "pruning.rungs",
+    "pruning.keep",
+)
 
 
 def lockstep_key(cfg: DictConfig, device: torch.device) -> tuple:
     return (*(OmegaConf.select(cfg, key) for key in LOCKSTEP_KEYS), str(device))
 
 
+def training_set(cfg: DictConfig, data: FashionMNIST) -> tuple[Split, Split | None]:
+    """The training images and labels a job trains on (data.validation held out, then the first data.limit of
+    those left), and the held-out ones: None without a validation set."""
+    train, held_out = validation.split(data.train, cfg.data.validation)
+    return Split(train.images[: cfg.data.limit], train.labels[: cfg.data.limit]), held_out
+
+
 def lockstep(cfg: DictConfig, data: FashionMNIST, device: torch.device) -> Lockstep:
-    """What the group whose lockstep_key `cfg` has shares: the training images it keeps, the test set, the steps."""
+    """What the group whose lockstep_key `cfg` has shares: the training images it keeps, the validation and test
+    sets, the steps."""
+    train, held_out = training_set(cfg, data)
     return Lockstep(
-        images=data.train.images[: cfg.data.limit].to(device),
+        images=train.images.to(device),
         test_images=data.test.images.to(device),
         test_labels=data.test.labels.to(device),
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         pixel_scale=cfg.data.pixel_scale,
+        validation_images=None if held_out is None else held_out.images.to(device),
+        validation_labels=None if held_out is None else held_out.labels.to(device),
     )
 
 
@@ -51,8 +72,8 @@ class Preparation:
 
     def __init__(self, cfg: DictConfig, data: FashionMNIST, device: torch.device) -> None:
         self.data, self.device = data, device
-        self.labels = data.train.labels[: cfg.data.limit].to(device)
-        self.images = data.train.images[: cfg.data.limit].to(device)
+        train, _ = training_set(cfg, data)  # label noise and targets are made for the training images alone
+        self.labels, self.images = train.labels.to(device), train.images.to(device)
         self.noisy: dict[tuple, tuple[torch.Tensor, int]] = {}  # (label_noise, seed) -> labels, how many changed
         self.teachers: dict[tuple, Teacher] = {}  # (model uri, tracking uri) -> the loaded teacher
         self.targets: dict[tuple, torch.Tensor] = {}  # (labels config, id of the labels) -> targets

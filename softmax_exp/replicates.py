@@ -11,6 +11,7 @@ import pandas as pd
 
 TAG = "softmax_exp.group"  # on every job's run: its configuration less the seed, for the UI's "Group by"
 METRICS = ("test_acc", "train_acc", "train_loss")  # final values, summed up per group
+VALIDATED_METRICS = ("val_acc", *METRICS)  # those of jobs with a validation set (data.validation)
 FACTORS = ("loss", "labels", "optimizer")  # choices a contrast compares, when a sweep tries two options
 CONFIDENCE = 0.95
 
@@ -29,22 +30,28 @@ def t_half_width(sem: pd.Series, n: pd.Series) -> pd.Series:
     return pd.Series(quantile, index=n.index) * sem
 
 
-def group_summary(jobs: pd.DataFrame) -> pd.DataFrame:
-    """One row per group of `jobs` (columns group, status, the FACTORS, lr and METRICS): its choices, n
-    finished, failed, and per metric mean, std, min, max, ci95_low, ci95_high. Best mean test accuracy first."""
+def metrics_of(jobs: pd.DataFrame) -> tuple[str, ...]:
+    """The final metrics summed up for these jobs: val_acc too where they have one."""
+    return VALIDATED_METRICS if "val_acc" in jobs and jobs["val_acc"].notna().any() else METRICS
+
+
+def group_summary(jobs: pd.DataFrame, best: str = "test_acc") -> pd.DataFrame:
+    """One row per group of `jobs` (columns group, status, the FACTORS, lr and METRICS, val_acc if any): its
+    choices, n finished, failed, and per metric mean, std, min, max, ci95_low, ci95_high. Best mean of the
+    metric `best` first (summary.chosen_on says which)."""
     finished = jobs[jobs["status"] == "FINISHED"]
     table = jobs.groupby("group")[[*FACTORS, "lr"]].first()
     table["n"] = finished.groupby("group").size().reindex(table.index, fill_value=0)
     # A search's pruned trials (status PRUNED) are neither: they trained well, only not to the last epoch.
     table["failed"] = (~jobs["status"].isin(["FINISHED", "PRUNED"])).groupby(jobs["group"]).sum().reindex(table.index)
-    for metric in METRICS:
+    for metric in metrics_of(jobs):
         summary = finished.groupby("group")[metric].agg(["mean", "std", "min", "max", "sem"]).reindex(table.index)
         half = t_half_width(summary["sem"], table["n"])
         for column in ("mean", "std", "min", "max"):
             table[f"{metric}_{column}"] = summary[column]
         table[f"{metric}_ci95_low"] = summary["mean"] - half
         table[f"{metric}_ci95_high"] = summary["mean"] + half
-    return table.sort_values("test_acc_mean", ascending=False, na_position="last").reset_index()
+    return table.sort_values(f"{best}_mean", ascending=False, na_position="last").reset_index()
 
 
 def has_replicates(summary: pd.DataFrame) -> bool:

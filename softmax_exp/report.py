@@ -1,4 +1,5 @@
-"""`python -m softmax_exp.report`: a sweep summed up, best test accuracy first.
+"""`python -m softmax_exp.report`: a sweep summed up, best first: on validation accuracy where its jobs held
+images out (data.validation), else on test accuracy (summary.chosen_on).
 
 With seeds as replicates: one row per configuration (mean ± 95% CI, n) and the contrasts; without, or
 with --jobs, one row per job: the summary the sweep's parent run holds (summary.py), printed. Reads the
@@ -70,11 +71,12 @@ def format_table(sweep: summary.SweepSummary) -> str:
 
 def format_groups(groups: pd.DataFrame) -> str:
     """A row per configuration: n finished (and failed), then per metric its mean ± the CI's half width."""
-    header = ["configuration", "n", "failed", *(f"{metric} (mean ± 95% CI)" for metric in replicates.METRICS)]
+    metrics = replicates.VALIDATED_METRICS if "val_acc_mean" in groups else replicates.METRICS
+    header = ["configuration", "n", "failed", *(f"{metric} (mean ± 95% CI)" for metric in metrics)]
     lines = [header]
     for row in groups.to_dict("records"):
         cells = [row["group"], str(row["n"]), str(row["failed"])]
-        lines.append(cells + [mean_ci(row, metric) for metric in replicates.METRICS])
+        lines.append(cells + [mean_ci(row, metric) for metric in metrics])
     return aligned(lines)
 
 
@@ -120,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(sweep))
         if not args.jobs:
             print("n = 1 for every configuration (one seed each): sweep seed=0,1,2,3,4 for confidence intervals")
-        return 0
-    print(format_replicates(sweep.groups, sweep.contrasts))
+    else:
+        print(format_replicates(sweep.groups, sweep.contrasts))
+    if sweep.chosen_on != "test_acc" and sweep.finished:  # a sweep without a validation set prints as it always did
+        print(sweep.best_config_line() if sweep.has_replicates and not args.jobs else sweep.best_job_line())
     return 0
 
 

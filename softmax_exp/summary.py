@@ -3,6 +3,9 @@
 Read from the store after the last job: the sweep's end writes it to the parent run (sweep.py), and
 `python -m softmax_exp.report` prints it (report.py), so the two never disagree. With seeds as
 replicates, a configuration is a job's choices less the seed (job.Job.group).
+
+The best is chosen here, and only here (chosen_on): on validation accuracy when the jobs held images out
+(data.validation), and their test accuracy is reported beside it; without a validation set, on test accuracy.
 """
 
 from dataclasses import dataclass
@@ -24,13 +27,21 @@ TABLE_COLUMNS = (
     "seed",
     "train_loss",
     "train_acc",
+    "val_acc",  # only where the jobs have one
     "test_acc",
 )
+CHOSEN_ON = {"val_acc": " (chosen on validation accuracy)", "test_acc": ""}  # what the best lines say of it
+
+
+def chosen_on(jobs: list[dict[str, Any]]) -> str:
+    """The final metric that chooses a sweep's best job and configuration: the validation accuracy where its jobs
+    have one, so that choosing never looks at the test set; else, as a sweep without one can, the test accuracy."""
+    return "val_acc" if any(row["val_acc"] is not None for row in jobs) else "test_acc"
 
 
 @dataclass
 class SweepSummary:
-    jobs: list[dict[str, Any]]  # a row per job (job_table), best final test accuracy first, failed jobs last
+    jobs: list[dict[str, Any]]  # a row per job (job_table), best first (chosen_on), failed jobs last
     groups: pd.DataFrame | None  # a row per configuration (replicates.group_summary); None for a sweep of no jobs
     contrasts: pd.DataFrame | None  # replicates.contrasts; None for a sweep of no jobs
 
@@ -43,22 +54,48 @@ class SweepSummary:
         return [row for row in self.jobs if row["status"] not in ("FINISHED", "PRUNED")]
 
     @property
+    def chosen_on(self) -> str:
+        return chosen_on(self.jobs)
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The metrics the best is given with: the one it was chosen on, and the test accuracy."""
+        return tuple(dict.fromkeys((self.chosen_on, "test_acc")))
+
+    @property
     def best_job(self) -> dict[str, Any] | None:
-        """The finished job with the best final test accuracy."""
+        """The finished job with the best final accuracy (chosen_on)."""
         return next(iter(self.finished), None)
 
     @property
     def best_config(self) -> pd.Series | None:
-        """The configuration with the best mean final test accuracy over its finished jobs."""
+        """The configuration with the best mean final accuracy (chosen_on) over its finished jobs."""
         return self.groups.iloc[0] if self.finished else None
+
+    def best_job_line(self) -> str:
+        """E.g. `best job (chosen on validation accuracy): lr=0.05  val_acc=0.8420  test_acc=0.8311`."""
+        best = self.best_job
+        values = "  ".join(f"{metric}={best[metric]:.4f}" for metric in self.reported)
+        return f"best job{CHOSEN_ON[self.chosen_on]}: {best['run_name']}  {values}"
+
+    def best_config_line(self) -> str:
+        """The best configuration's mean of each reported metric over its seeds, with its 95% CI."""
+        best = self.best_config
+        values = "  ".join(
+            f"{metric}={best[f'{metric}_mean']:.4f} (95% CI {best[f'{metric}_ci95_low']:.4f} … "
+            f"{best[f'{metric}_ci95_high']:.4f})"
+            for metric in self.reported
+        )
+        return f"best configuration{CHOSEN_ON[self.chosen_on]}: {best['group']}  {values}, n={best['n']}"
 
     @property
     def has_replicates(self) -> bool:
         return self.groups is not None and replicates.has_replicates(self.groups)
 
     def table(self) -> list[list]:
-        """The job table: a header (TABLE_COLUMNS), then a row per job."""
-        return [list(TABLE_COLUMNS)] + [[row[column] for column in TABLE_COLUMNS] for row in self.jobs]
+        """The job table: a header (TABLE_COLUMNS, val_acc where the jobs have one), then a row per job."""
+        columns = [column for column in TABLE_COLUMNS if column != "val_acc" or self.chosen_on == "val_acc"]
+        return [columns] + [[row[column] for column in columns] for row in self.jobs]
 
 
 def summarize(client: MlflowClient, parent_run_id: str) -> SweepSummary:
@@ -67,12 +104,12 @@ def summarize(client: MlflowClient, parent_run_id: str) -> SweepSummary:
     if not jobs:
         return SweepSummary(jobs, None, None)
     frame = pd.DataFrame(jobs)
-    return SweepSummary(jobs, replicates.group_summary(frame), replicates.contrasts(frame))
+    return SweepSummary(jobs, replicates.group_summary(frame, chosen_on(jobs)), replicates.contrasts(frame))
 
 
 def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
-    """One row per job of a sweep: its choices, status and final metrics (None where it failed). A job run again
-    by a resume counts once, as its latest run."""
+    """One row per job of a sweep: its choices, status and final metrics (None where it failed, or a job has no
+    validation set), best first (chosen_on). A job run again by a resume counts once, as its latest run."""
     parent = client.get_run(parent_run_id)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10_000
@@ -95,7 +132,8 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
         row["trial"] = int(run.data.tags[tracking.TRIAL_TAG]) if tracking.TRIAL_TAG in run.data.tags else None
         row["params"] = params
         rows.append(row)
-    return sorted(rows, key=lambda row: -1 if row["test_acc"] is None else row["test_acc"], reverse=True)
+    metric = chosen_on(rows)
+    return sorted(rows, key=lambda row: -1 if row[metric] is None else row[metric], reverse=True)
 
 
 def group_curves(client: MlflowClient, summary: SweepSummary) -> dict[str, dict[str, np.ndarray]]:

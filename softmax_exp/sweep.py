@@ -100,7 +100,7 @@ class MlflowSweepCallback(Callback):
         client.log_metric(self.parent_run_id, "jobs_failed", len(sweep.failed))
         client.log_text(self.parent_run_id, tracking.csv_text(sweep.table()), "sweep_results.csv")
         if sweep.finished:
-            self.log_best_job(client, sweep.best_job)
+            self.log_best_job(client, sweep)
             self.log_groups(client, sweep)
         if study.is_search(config):
             self.log_search(client, config, sweep)
@@ -138,17 +138,18 @@ class MlflowSweepCallback(Callback):
             client.set_tag(run.info.run_id, "error", "its process died before the job ended (killed, or out of memory)")
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
 
-    def log_best_job(self, client: MlflowClient, best: dict) -> None:
-        run_id = self.parent_run_id
+    def log_best_job(self, client: MlflowClient, sweep: summary.SweepSummary) -> None:
+        run_id, best = self.parent_run_id, sweep.best_job
         client.set_tag(run_id, "best_job", best["run_name"])
         for key in tracking.FINAL_KEYS:
-            client.log_metric(run_id, f"best_{key}", best[key])
+            if best[key] is not None:  # val_acc, without a validation set
+                client.log_metric(run_id, f"best_{key}", best[key])
         client.log_metric(run_id, "best_lr", best["lr"])
-        log.info(f"best job: {best['run_name']}  test_acc={best['test_acc']:.4f}")
+        log.info(sweep.best_job_line())
 
     def log_groups(self, client: MlflowClient, sweep: summary.SweepSummary) -> None:
-        """Per configuration (its jobs less the seed): n, mean, spread and 95% CI; the best by mean test
-        accuracy; the contrasts; and the plots with error bars and bands over seeds."""
+        """Per configuration (its jobs less the seed): n, mean, spread and 95% CI; the best by mean accuracy
+        (summary.chosen_on); the contrasts; and the plots with error bars and bands over seeds."""
         run_id = self.parent_run_id
         curves = summary.group_curves(client, sweep)
         # A panel per configuration takes a second or more to draw: another core draws them meanwhile.
@@ -158,18 +159,16 @@ class MlflowSweepCallback(Callback):
             client.log_text(run_id, sweep.contrasts.to_csv(index=False), "contrasts.csv")
             best = sweep.best_config
             client.set_tag(run_id, "best_config", best["group"])
-            metrics = {"best_config_n": best["n"], "best_config_test_acc_mean": best["test_acc_mean"]}
-            for end in ("ci95_low", "ci95_high"):
-                metrics[f"best_config_test_acc_{end}"] = best[f"test_acc_{end}"]
+            metrics = {"best_config_n": best["n"]}
+            for metric in sweep.reported:
+                for statistic in ("mean", "ci95_low", "ci95_high"):
+                    metrics[f"best_config_{metric}_{statistic}"] = best[f"{metric}_{statistic}"]
             for key, value in metrics.items():
                 if not math.isnan(value):  # one seed: no interval
                     client.log_metric(run_id, key, value)
             client.log_figure(run_id, plots.accuracy_vs_lr(sweep.groups), "test_acc_vs_lr.png")
             tracking.log_files(client, run_id, {"learning_curves_by_group.png": next(curves_png)})
         if sweep.has_replicates:
-            interval = f"(95% CI {best['test_acc_ci95_low']:.4f} … {best['test_acc_ci95_high']:.4f})"
-            log.info(
-                f"best configuration: {best['group']}  test_acc={best['test_acc_mean']:.4f} {interval}, n={best['n']}"
-            )
+            log.info(sweep.best_config_line())
             for contrast in sweep.contrasts.to_dict("records"):
                 log.info(f"contrast: {replicates.describe(contrast)}")

@@ -47,7 +47,7 @@ TRIAL_TAG = "softmax_exp.trial"  # a search's job: the number of the trial it is
 PRUNED_TAG = "pruned_at_epoch"  # a search's job that its pruner stopped after this epoch (halving.py)
 OWN_FAILURE_TAG = "softmax_exp.own_failure"  # a run that FAILED for its configuration's own reason (errors.JobError)
 GROUPS = ("loss", "labels", "optimizer")
-FINAL_KEYS = ("train_loss", "train_acc", "test_acc")
+FINAL_KEYS = ("train_loss", "train_acc", "val_acc", "test_acc")  # val_acc: only with data.validation
 METRICS_EVERY = 1.0  # seconds: a run's per-epoch metrics are written at most this often, and as it ends
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ class JobRun:
         interpreter (a 12-job sweep took 13% longer). Nor a write per epoch: epochs of milliseconds (the tests')
         made that hundreds of SQLite transactions a second, and a stopped sweep's launcher once timed out
         waiting for the lock."""
-        values, now = asdict(metrics), int(time.time() * 1000)
+        values = {key: value for key, value in asdict(metrics).items() if value is not None}  # val_acc, if any
+        now = int(time.time() * 1000)
         step = values.pop("epoch")
         self.unsent += [Metric(key, value, now, step) for key, value in values.items()]
         if time.monotonic() - self.sent_at >= METRICS_EVERY or len(self.unsent) + len(values) > MAX_METRICS_PER_BATCH:
@@ -199,7 +200,9 @@ class JobRun:
     ) -> None:
         """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
         now = int(time.time() * 1000)
-        finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS]
+        finals = [
+            Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS if result.final[key] is not None
+        ]
         finals.append(Metric("labels_changed", prepared.labels_changed, now, 0))
         if prepared.teacher is not None:
             finals.append(Metric("teacher_test_acc", prepared.teacher.test_acc, now, 0))

@@ -43,6 +43,8 @@ class Lockstep:
     batch_size: int  # examples per step
     epochs: int
     pixel_scale: float  # pixels are fed in [0, pixel_scale]
+    validation_images: torch.Tensor | None = None  # (V, 784) held-out pixel bytes (data.validation), or none
+    validation_labels: torch.Tensor | None = None  # (V,)
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,12 @@ class EpochMetrics:
     test_acc: float  # fraction of the 10,000 test images classified right after the epoch
     epoch_seconds: float  # wall time of the epoch, training plus test evaluation, shared by its group's models
     max_abs_logit: float  # the largest |logit| of the epoch's training steps (float32 exp overflows past 88.7)
+    val_acc: float | None = None  # fraction of the held-out images classified right after the epoch, if any
 
     def line(self) -> str:
+        val_acc = "" if self.val_acc is None else f"val_acc={self.val_acc:.4f}  "
         return (
-            f"epoch {self.epoch:>3}  train_loss={self.train_loss:.4f}  train_acc={self.train_acc:.4f}  "
+            f"epoch {self.epoch:>3}  train_loss={self.train_loss:.4f}  train_acc={self.train_acc:.4f}  {val_acc}"
             f"test_acc={self.test_acc:.4f}  seconds={self.epoch_seconds:.3f}  max_abs_logit={self.max_abs_logit:.4g}"
         )
 
@@ -235,6 +239,7 @@ def train(
     others train on exactly as they would have without them.
     """
     images, test_images, test_labels = lockstep.images, lockstep.test_images, lockstep.test_labels
+    val_images, val_labels = lockstep.validation_images, lockstep.validation_labels  # None: nothing held out
     count, batch_size, scale = len(images), lockstep.batch_size, lockstep.pixel_scale
     device = images.device
     results = [TrainResult(learner.model) for learner in learners]
@@ -296,10 +301,12 @@ def train(
         # NaN logits only follow weights gone NaN: they are not a size, so they are left out.
         largest = torch.stack(step_largest).nan_to_num(nan=0.0, posinf=math.inf).amax(dim=(0, 2))  # (S, J)
         members = list(stack.slot)
-        test_predictions = evaluate.predict([models[k] for k in members], test_images, scale)
-        test_correct = (test_predictions == test_labels.unsqueeze(1)).sum(dim=0)
+        trained_models = [models[k] for k in members]
+        test_predictions, test_correct = evaluate.correct(trained_models, test_images, test_labels, scale)
+        val_correct = None if val_images is None else evaluate.correct(trained_models, val_images, val_labels, scale)[1]
         train_loss, train_correct = losses.tolist(), correct.tolist()
         test_correct, largest = test_correct.tolist(), largest.tolist()  # one sync for the whole group
+        val_correct = None if val_correct is None else val_correct.tolist()
         seconds = time.perf_counter() - start
 
         trained, diverged = {}, []
@@ -312,6 +319,7 @@ def train(
                 test_acc=test_correct[column] / len(test_labels),
                 epoch_seconds=seconds,
                 max_abs_logit=largest[s][j],
+                val_acc=None if val_correct is None else val_correct[column] / len(val_labels),
             )
             results[k].history.append(metrics)  # the failing epoch too: it shows where the logits went
             results[k].test_predictions = test_predictions[:, column]
