@@ -121,7 +121,8 @@ class MlflowSweepCallback(Callback):
             return
         run_id, best = self.parent_run_id, found.best_trial
         test_acc = statistics.fmean(row["test_acc"] for row in sweep.finished if row["trial"] == best.number)
-        client.set_tags(run_id, {"best_trial": str(best.number), "best_trial_params": json.dumps(best.params)})
+        client.set_tag(run_id, "best_trial", str(best.number))
+        client.set_tag(run_id, "best_trial_params", json.dumps(best.params))
         client.log_metric(run_id, "best_trial_val_acc", best.value)
         client.log_metric(run_id, "best_trial_test_acc", test_acc)
         client.log_text(run_id, trials.to_csv(index=False), "trials.csv")

@@ -2,7 +2,7 @@
 vectorized launcher trains all its trials (each once per seed) in lock-step; any other launcher works too.
 
     python -m softmax_exp -m hydra/sweeper=search data.validation=10000 \
-        'hydra.sweeper.params.lr=tag(log,interval(0.001,1))' 'hydra.sweeper.params.loss=choice(scratch,torch)' \
+        'lr=tag(log,interval(0.001,1))' 'loss=choice(scratch,torch)' \
         hydra.sweeper.n_trials=48 hydra.sweeper.batch=16 hydra.sweeper.pruner=halving
 
 The search space is written in Hydra's override grammar: choice(...) and a comma list are categorical,
@@ -41,9 +41,10 @@ CHANCE = 1 / 10  # the accuracy a diverged trial is told: no better than guessin
 @dataclass
 class SearchSweeperConf:
     _target_: str = "hydra_plugins.softmax_exp_search.search_sweeper.SearchSweeper"
-    params: dict[str, str] | None = (
-        None  # the search space, in Hydra's override grammar: {lr: "tag(log,interval(0.001,1))"}
-    )
+    # The search space in Hydra's override grammar, {lr: "tag(log,interval(0.001,1))"}; on the command line, quoted
+    # ('+hydra.sweeper.params.lr="tag(log,interval(0.001,1))"': Hydra refuses a sweep in its own keys), or as the
+    # key's own override ('lr=tag(log,interval(0.001,1))'), as with Hydra's Optuna sweeper.
+    params: dict[str, str] = field(default_factory=dict)
     n_trials: int = 16  # the study's total: run again with more to continue it
     batch: int = 8  # trials asked for at once, and launched as one batch (one lock-step group on vectorized)
     seeds: list[int] = field(default_factory=lambda: [0])  # each trial runs once per seed, scored by the mean
@@ -104,7 +105,7 @@ class SearchSweeper(Sweeper):
     def space(self, arguments: list[str]) -> tuple[dict, list[str]]:
         """The distributions to search, and the overrides every job gets as they are."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        params = [f"{key}={value}" for key, value in (self.settings.params or {}).items()]
+        params = [f"{key}={value}" for key, value in self.settings.params.items()]
         distributions, fixed = {}, []
         for override in parser.parse_overrides(params + arguments):
             key = override.get_key_element()
