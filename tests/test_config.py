@@ -92,11 +92,19 @@ def test_the_search_experiment_tunes_on_held_out_images_and_its_trials_compose_a
     with initialize(version_base="1.3", config_path="../conf"):
         cfg = compose("config", overrides=["experiment=search"], return_hydra_config=True)
         settings = cfg.hydra.sweeper
-        assert settings._target_.endswith("SearchSweeper") and cfg.data.validation == 10_000
+        assert settings._target_.endswith("SearchSweeper") and settings.params["data.validation"] == "10000"
         assert (settings.n_trials, settings.batch, settings.pruner) == (48, 16, "halving")
         pruning = ["pruning.trial=0", f"pruning.rungs={list(settings.rungs)}", f"pruning.keep={settings.keep}"]
         for lr, loss, labels in itertools.product(("0.001", "1.0"), ("scratch", "torch"), ("hard", "soft")):
-            job = ["experiment=search", f"lr={lr}", f"loss={loss}", f"labels={labels}", "seed=0", *pruning]
+            job = [
+                "experiment=search",
+                "data.validation=10000",
+                f"lr={lr}",
+                f"loss={loss}",
+                f"labels={labels}",
+                "seed=0",
+            ]
+            job += pruning
             validate(compose("config", overrides=job))
 
 
