@@ -130,8 +130,13 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
         row["group"] = run.data.tags.get(replicates.TAG, run.info.run_name)
         row["params"] = params
         rows.append(row)
-    metric = chosen_on(rows)
-    return sorted(rows, key=lambda row: -1 if row[metric] is None else row[metric], reverse=True)
+    return ranked(rows)
+
+
+def ranked(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs best first, by the metric chosen_on picks; those without it (failed) last."""
+    metric = chosen_on(jobs)
+    return sorted(jobs, key=lambda row: -1 if row[metric] is None else row[metric], reverse=True)
 
 
 def group_curves(client: MlflowClient, summary: SweepSummary) -> dict[str, dict[str, np.ndarray]]:
