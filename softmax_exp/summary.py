@@ -140,10 +140,10 @@ def ranked(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def group_curves(client: MlflowClient, summary: SweepSummary) -> dict[str, dict[str, np.ndarray]]:
-    """Per configuration, its finished jobs' train and test accuracy at each epoch: a row per job."""
+    """Per configuration, its finished jobs' train (validation) and test accuracy at each epoch: a row per job."""
     finished = pd.DataFrame(summary.finished)
     return {
-        group: {key: histories(client, members["run_id"], key) for key in ("train_acc", "test_acc")}
+        group: {key: histories(client, members["run_id"], key) for key in ("train_acc", *summary.reported)}
         for group, members in finished.groupby("group")
     }
 
