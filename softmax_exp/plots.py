@@ -23,8 +23,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-ACCURACIES = ("train_acc", "test_acc")
+ACCURACIES = ("train_acc", "val_acc", "test_acc")  # val_acc: only with a validation set (data.validation)
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def accuracies(history: list[dict]) -> tuple[str, ...]:
+    """The accuracies a job's history holds: val_acc only where the job held images out."""
+    return tuple(key for key in ACCURACIES if history[0].get(key) is not None)
 
 
 def learning_curves(history: list[dict]) -> Figure:
@@ -33,7 +38,7 @@ def learning_curves(history: list[dict]) -> Figure:
     loss_axes, acc_axes = figure.subplots(1, 2)
     loss_axes.plot([], [], marker="o")
     loss_axes.set(xlabel="epoch", ylabel="train loss (cross-entropy, nats)", title="Training loss")
-    for key in ACCURACIES:
+    for key in accuracies(history):
         acc_axes.plot([], [], marker="o", label=key)
     acc_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     acc_axes.legend()
@@ -48,7 +53,7 @@ def show_learning_curves(figure: Figure, history: list[dict]) -> None:
     epochs = [row["epoch"] for row in history]
     loss_axes, acc_axes = figure.axes
     loss_axes.lines[0].set_data(epochs, [row["train_loss"] for row in history])
-    for line, key in zip(acc_axes.lines, ACCURACIES, strict=True):
+    for line, key in zip(acc_axes.lines, accuracies(history), strict=True):
         line.set_data(epochs, [row[key] for row in history])
     for axes in figure.axes:
         axes.relim()
@@ -170,7 +175,7 @@ class JobFigures:
     """
 
     def __init__(self, classes: tuple[str, ...]) -> None:
-        self.classes = classes
+        self.classes = classes  # built for the histories of one set of accuracies (job_figures_of's key)
         self.curves: Figure | None = None
         self.confusion: Figure | None = None
 
@@ -183,14 +188,14 @@ class JobFigures:
         return {"learning_curves.png": png(self.curves), "confusion_matrix.png": png(self.confusion)}
 
 
-@functools.cache  # one per process: a sweep's worker draws each of its jobs into the same two figures
-def job_figures_of(classes: tuple[str, ...]) -> JobFigures:
+@functools.cache  # one per process and kind of history: a sweep's worker draws its jobs into the same two figures
+def job_figures_of(classes: tuple[str, ...], accuracies: tuple[str, ...]) -> JobFigures:
     return JobFigures(classes)
 
 
 def job_figures(history: list[dict], confusion: list[list[int]], classes: tuple[str, ...]) -> dict[str, bytes]:
     """The PNG files of one job's run, by file name: its learning curves and its test confusion matrix."""
-    return job_figures_of(classes).pngs(history, confusion)
+    return job_figures_of(classes, accuracies(history)).pngs(history, confusion)
 
 
 def png_of(draw: Callable[..., Figure], *args) -> bytes:

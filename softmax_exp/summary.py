@@ -36,7 +36,7 @@ CHOSEN_ON = {"val_acc": " (chosen on validation accuracy)", "test_acc": ""}  # w
 def chosen_on(jobs: list[dict[str, Any]]) -> str:
     """The final metric that chooses a sweep's best job and configuration: the validation accuracy where its jobs
     have one, so that choosing never looks at the test set; else, as a sweep without one can, the test accuracy."""
-    return "val_acc" if any(row["val_acc"] is not None for row in jobs) else "test_acc"
+    return "val_acc" if any(pd.notna(row.get("val_acc")) for row in jobs) else "test_acc"
 
 
 @dataclass
@@ -132,15 +132,20 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
         row["trial"] = int(run.data.tags[tracking.TRIAL_TAG]) if tracking.TRIAL_TAG in run.data.tags else None
         row["params"] = params
         rows.append(row)
-    metric = chosen_on(rows)
-    return sorted(rows, key=lambda row: -1 if row[metric] is None else row[metric], reverse=True)
+    return ranked(rows)
+
+
+def ranked(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs best first, by the metric chosen_on picks; those without it (failed) last."""
+    metric = chosen_on(jobs)
+    return sorted(jobs, key=lambda row: -1 if pd.isna(row[metric]) else row[metric], reverse=True)
 
 
 def group_curves(client: MlflowClient, summary: SweepSummary) -> dict[str, dict[str, np.ndarray]]:
-    """Per configuration, its finished jobs' train and test accuracy at each epoch: a row per job."""
+    """Per configuration, its finished jobs' train (validation) and test accuracy at each epoch: a row per job."""
     finished = pd.DataFrame(summary.finished)
     return {
-        group: {key: histories(client, members["run_id"], key) for key in ("train_acc", "test_acc")}
+        group: {key: histories(client, members["run_id"], key) for key in ("train_acc", *summary.reported)}
         for group, members in finished.groupby("group")
     }
 

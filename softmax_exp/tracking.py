@@ -200,9 +200,7 @@ class JobRun:
     ) -> None:
         """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
         now = int(time.time() * 1000)
-        finals = [
-            Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS if result.final[key] is not None
-        ]
+        finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS if key in result.final]
         finals.append(Metric("labels_changed", prepared.labels_changed, now, 0))
         if prepared.teacher is not None:
             finals.append(Metric("teacher_test_acc", prepared.teacher.test_acc, now, 0))

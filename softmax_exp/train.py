@@ -90,7 +90,8 @@ class TrainResult:
 
     @property
     def final(self) -> dict[str, float]:
-        return asdict(self.history[-1])
+        """The last epoch's metrics: val_acc only where there is a validation set."""
+        return {key: value for key, value in asdict(self.history[-1]).items() if value is not None}
 
 
 @dataclass

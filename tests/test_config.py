@@ -57,7 +57,7 @@ def test_teacher_labels_default_to_temperature_2_and_need_a_teacher():
 
 def test_data_defaults_are_clean_labels_and_unit_pixels():
     cfg = compose_config()
-    assert (cfg.data.label_noise, cfg.data.pixel_scale) == (0.0, 1.0)
+    assert (cfg.data.label_noise, cfg.data.pixel_scale, cfg.data.validation) == (0.0, 1.0, 0)
 
 
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
@@ -177,6 +177,8 @@ def test_hydra_refuses_unknown_options_and_wrong_types(override):
         (["labels=soft", "labels.smoothing=-0.1"], "labels.smoothing=-0.1"),
         (["labels=hard", "labels.smoothing=0.2"], "smoothing applies only to labels=soft"),
         (["data.limit=0"], "data.limit=0"),
+        (["data.validation=60000"], r"data.validation=60000: must be in \[0, 60000\), the training images held out"),
+        (["data.validation=-1"], "data.validation=-1"),
         (["data.label_noise=1"], r"data.label_noise=1.0: must be in \[0, 1\)"),
         (["data.label_noise=-0.1"], "data.label_noise=-0.1"),
         (["data.pixel_scale=0"], "data.pixel_scale=0.0: must be a positive number"),
@@ -226,6 +228,7 @@ def test_cuda_without_a_gpu_is_refused():
 # spends its time importing, not working.
 CLI_REFUSALS = [
     (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
+    (["data.validation=60000"], "error: data.validation=60000: must be in [0, 60000), the training images held out"),
     (["loss=foo"], "Could not find 'loss/foo'"),
     (["-m", "+lrr=0.05", "lr=0.1,0.2"], "error: lrr is not a key of the config (did you mean lr?)"),
 ]

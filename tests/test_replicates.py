@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from softmax_exp import replicates, report
+from softmax_exp import replicates, report, summary
 from softmax_exp.tracking import SWEEP_TAG
 from tests.conftest import run_cli
 
@@ -149,3 +149,66 @@ def test_a_contrast_is_also_given_within_each_value_of_what_else_the_sweep_varie
     assert found["lr=0.01"]["mean"] == pytest.approx(0.0041) and found["lr=0.01"]["verdict"] == "labels=soft is better"
     assert found["lr=0.1"]["mean"] == pytest.approx(-0.0049) and found["lr=0.1"]["verdict"] == "labels=hard is better"
     assert replicates.describe(found["lr=0.1"]).startswith("labels soft - hard (lr=0.1): -0.0049 (95% CI ")
+
+
+@pytest.mark.fast
+def test_the_best_is_chosen_on_validation_accuracy_where_the_jobs_have_one():
+    """Two configurations whose validation and test accuracies disagree: choosing never looks at the test set."""
+    rows = [("a", "torch", "hard", seed, "FINISHED", 0.85) for seed in (0, 1)]  # best on test
+    rows += [("b", "torch", "soft", seed, "FINISHED", 0.81) for seed in (0, 1)]  # best on validation
+    jobs = jobs_frame(rows).assign(val_acc=[0.80, 0.80, 0.82, 0.83])
+    records = jobs.to_dict("records")
+    assert summary.chosen_on(records) == "val_acc" and summary.ranked(records)[0]["labels"] == "soft"
+    assert replicates.group_summary(jobs, "val_acc")["group"].tolist() == ["b", "a"]
+    # Without a validation set, the test accuracy chooses, as it always did.
+    plain = jobs.drop(columns="val_acc").to_dict("records")
+    assert summary.chosen_on(plain) == "test_acc" and summary.ranked(plain)[0]["labels"] == "hard"
+    assert replicates.group_summary(jobs.drop(columns="val_acc"))["group"].tolist() == ["a", "b"]
+
+
+def test_a_sweep_with_a_validation_set_chooses_on_it_and_gives_the_test_accuracy_beside_it(tmp_path, store, capsys):
+    uri = store
+    sweep = ("-m", "hydra/launcher=vectorized", "lr=0.02,0.3", "seed=0,1", "epochs=1", "data.limit=2000")
+    result = run_cli(tmp_path, *sweep, "data.validation=1000", f"tracking.uri={uri}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    finals = {child.info.run_name: child.data.metrics for child in children}
+    assert len(finals) == 4 and all(0.5 < metrics["final_val_acc"] < 1 for metrics in finals.values())
+
+    best = max(finals, key=lambda name: finals[name]["final_val_acc"])
+    assert parent.data.tags["best_job"] == best
+    assert parent.data.metrics["best_val_acc"] == finals[best]["final_val_acc"]
+    assert parent.data.metrics["best_test_acc"] == finals[best]["final_test_acc"]
+    val_acc, test_acc = finals[best]["final_val_acc"], finals[best]["final_test_acc"]
+    line = f"best job (chosen on validation accuracy): {best}  val_acc={val_acc:.4f}  test_acc={test_acc:.4f}"
+    assert line in output
+
+    by_group = {}
+    for child in children:
+        by_group.setdefault(child.data.tags[replicates.TAG], []).append(child.data.metrics)
+    means = {group: {key: statistics.mean(m[f"final_{key}"] for m in members) for key in ("val_acc", "test_acc")}
+             for group, members in by_group.items()}  # fmt: skip
+    chosen = max(means, key=lambda group: means[group]["val_acc"])
+    assert parent.data.tags["best_config"] == chosen
+    for key in ("val_acc", "test_acc"):
+        assert parent.data.metrics[f"best_config_{key}_mean"] == pytest.approx(means[chosen][key], abs=1e-12)
+        low, high = (parent.data.metrics[f"best_config_{key}_ci95_{end}"] for end in ("low", "high"))
+        assert low < means[chosen][key] < high
+    assert f"best configuration (chosen on validation accuracy): {chosen}  val_acc={means[chosen]['val_acc']:.4f} " in (
+        output
+    )
+    assert f"  test_acc={means[chosen]['test_acc']:.4f} (95% CI " in output
+
+    assert report.main(["--uri", uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:7] == ["configuration", "n", "failed", "val_acc", "(mean", "±", "95%"]
+    assert lines[2].startswith(chosen)
+    assert lines[-1].startswith(f"best configuration (chosen on validation accuracy): {chosen}  val_acc=")
+    assert report.main(["--uri", uri, "--jobs"]) == 0
+    per_job = capsys.readouterr().out.splitlines()
+    assert per_job[1].split()[-3:] == ["train_acc", "val_acc", "test_acc"] and per_job[2].startswith(best)
+    assert per_job[-1] == line

@@ -63,6 +63,7 @@ def test_each_epoch_prints_one_line_of_named_metrics(single_run):
     assert len(lines) == 2
     for name in ("train_loss=", "train_acc=", "test_acc=", "seconds=", "max_abs_logit="):
         assert name in lines[0]
+    assert "val_acc" not in single_run.stdout  # data.validation=0: the textbook recipe, and its lines
 
 
 @pytest.mark.fast
@@ -113,6 +114,7 @@ def test_a_run_has_a_metric_history_per_epoch(single_run):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [1, 2]
     assert run.data.metrics["labels_changed"] == 0
+    assert client.get_metric_history(run.info.run_id, "val_acc") == [] and "final_val_acc" not in run.data.metrics
     test_acc = [m.value for m in client.get_metric_history(run.info.run_id, "test_acc")]
     assert run.data.metrics["final_test_acc"] == test_acc[-1] > 0.65
     assert f"test_acc={test_acc[-1]:.4f}" in single_run.stdout
@@ -219,6 +221,20 @@ def test_a_sweeps_parent_run_sums_up_its_jobs_and_the_report_prints_them(overflo
     assert table[2].startswith(best.info.run_name) and f"{best.data.metrics['final_test_acc']:.4f}" in table[2]
     assert table[4].startswith(jobs["naive"].info.run_name) and "FAILED" in table[4] and len(table) == 6
     assert table[-1].startswith("n = 1 for every configuration")
+
+
+def test_a_run_with_a_validation_set_logs_its_accuracy_each_epoch(tmp_path, store):
+    result = run_cli(tmp_path, *QUICK, "data.validation=1000", f"tracking.uri={store}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, (run,) = runs_of(store)
+    history = sorted(client.get_metric_history(run.info.run_id, "val_acc"), key=lambda metric: metric.step)
+    assert [m.step for m in history] == [1, 2] and run.data.metrics["final_val_acc"] == history[-1].value > 0.65
+    test_acc = run.data.metrics["final_test_acc"]
+    assert f"train_acc={run.data.metrics['final_train_acc']:.4f}  val_acc={history[-1].value:.4f}  " in result.stdout
+    assert f"  val_acc={history[-1].value:.4f}  test_acc={test_acc:.4f}  " in result.stdout
+    train = next(i.dataset for i in run.inputs.dataset_inputs if i.tags[0].value == "train")
+    assert train.name == "fashion-mnist train (1000 held out for validation, first 5000)"
+    assert run.data.params["data.validation"] == "1000"
 
 
 def test_bad_data_fails_the_run_with_the_reason(tmp_path, store):

@@ -6,11 +6,12 @@ import re
 import pytest
 import torch
 
+from softmax_exp import evaluate, validation
 from softmax_exp.data import to_unit_interval
 from softmax_exp.errors import DivergedError
 from softmax_exp.losses import EXP_OVERFLOW
 from softmax_exp.model import build_model
-from softmax_exp.prepare import lockstep_key
+from softmax_exp.prepare import lockstep_key, prepare_group
 
 from .conftest import compose_config, train_all
 
@@ -119,9 +120,49 @@ def test_only_jobs_that_step_through_the_same_data_alike_share_a_lockstep_group(
     cpu = torch.device("cpu")
     key = lockstep_key(compose_config(*QUICK), cpu)
     assert lockstep_key(compose_config(*QUICK, "lr=0.05", "loss=scratch", "seed=3", "labels=soft"), cpu) == key
-    for other in ("batch_size=128", "epochs=3", "data.limit=4000", "data.pixel_scale=255"):
+    for other in ("batch_size=128", "epochs=3", "data.limit=4000", "data.pixel_scale=255", "data.validation=1000"):
         assert lockstep_key(compose_config(*QUICK, other), cpu) != key, other
     assert lockstep_key(compose_config(*QUICK), torch.device("cuda")) != key
+
+
+@pytest.mark.fast
+def test_the_held_out_images_are_the_same_for_every_seed_and_never_trained_on(fashion_mnist):
+    held_out = validation.held_out_indices(1000, 60_000)
+    assert len(held_out.unique()) == 1000 and held_out.equal(validation.held_out_indices(1000, 60_000))
+    assert set(validation.held_out_indices(500, 60_000).tolist()) < set(held_out.tolist())  # more N, more held out
+    left = [i for i in range(60_000) if i not in set(held_out.tolist())]  # in file order: data.limit keeps the first
+    train = fashion_mnist.train
+    noisy = ("data.validation=1000", "data.limit=5000", "data.label_noise=0.2")
+    cfgs = [compose_config(*noisy, f"seed={seed}") for seed in (0, 1)]
+    group, prepared = prepare_group(cfgs, fashion_mnist, torch.device("cpu"))
+    assert group.validation_images.equal(train.images[held_out]) and group.validation_labels.equal(
+        train.labels[held_out]
+    )
+    assert group.images.equal(train.images[left[:5000]])  # all the trainer steps through
+    for job in prepared:  # label noise is drawn among the training images alone
+        assert (job.learner.labels != train.labels[left[:5000]]).sum() == job.labels_changed == 1000
+    whole, _ = prepare_group([compose_config("data.validation=1000")], fashion_mnist, torch.device("cpu"))
+    assert whole.images.equal(train.images[left])  # data.limit=null: the 59,000 left
+    textbook, _ = prepare_group([compose_config(*QUICK)], fashion_mnist, torch.device("cpu"))  # data.validation=0
+    assert textbook.validation_images is None and textbook.images.equal(train.images[:5000])
+
+
+@pytest.mark.fast
+def test_each_epoch_measures_every_model_on_the_held_out_images(fashion_mnist):
+    cfgs = [compose_config(*QUICK, "data.validation=2000", f"lr={lr}") for lr in (0.05, 0.2)]
+    group, _ = prepare_group(cfgs, fashion_mnist, torch.device("cpu"))
+    results = train_all(cfgs, fashion_mnist)
+    for result in results:
+        assert all(
+            m.val_acc is not None and f"  val_acc={m.val_acc:.4f}  test_acc=" in m.line() for m in result.history
+        )
+        (predicted,) = evaluate.predict([result.model], group.validation_images).T
+        assert result.final["val_acc"] == (predicted == group.validation_labels).sum().item() / 2000
+    assert results[0].final["val_acc"] != results[1].final["val_acc"]
+    (alone,) = train_all([compose_config(*QUICK)], fashion_mnist)  # no validation set: no val_acc anywhere
+    assert (
+        alone.history[-1].val_acc is None and "val_acc" not in alone.final and "val_acc" not in alone.history[-1].line()
+    )
 
 
 def test_max_abs_logit_is_the_largest_logit_of_the_epoch(fashion_mnist):
