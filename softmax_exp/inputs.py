@@ -24,7 +24,7 @@ DIGEST_CHARS = 16  # of the SHA-256's hex digits: enough to tell versions apart 
 def train_variant(cfg: DictConfig) -> str:
     """What this run changes about the training set: '' for all 60,000 images with their own labels."""
     held_out, limit, noise = cfg.data.validation, cfg.data.limit, cfg.data.label_noise
-    parts = [f"{held_out} held out for validation"] if held_out else []
+    parts = [f"less the {held_out} held out"] if held_out else []
     if limit is not None:
         parts.append(f"first {limit}")
     if noise:
@@ -33,16 +33,20 @@ def train_variant(cfg: DictConfig) -> str:
 
 
 def dataset_inputs(data: FashionMNIST, cfg: DictConfig) -> list[DatasetInput]:
-    """The training set as this run used it (context `train`) and the test set (context `test`)."""
+    """The training set as this run used it (context `train`), the images held out of it (context `validation`,
+    with data.validation) and the test set (context `test`)."""
     with warnings.catch_warnings():  # MLflow registers its local source twice (schemes '' and file), and says so
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(str(data.source))
+    used = [("train", "train", train_variant(cfg)), ("test", "test", "")]  # context, file, what the run changed
+    if cfg.data.validation:
+        used.insert(1, ("validation", "train", f"the {cfg.data.validation} held out"))
     inputs = []
-    for split, variant in (("train", train_variant(cfg)), ("test", "")):
+    for context, split, variant in used:
         digest = getattr(data, split).digest
         if variant:
             digest = hashlib.sha256(f"{digest} {variant}".encode()).hexdigest()
         name = f"{NAME} {split}" + (f" ({variant})" if variant else "")
         dataset = MetaDataset(source, name=name, digest=digest[:DIGEST_CHARS])
-        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)]))
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
     return inputs

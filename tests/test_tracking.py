@@ -232,8 +232,10 @@ def test_a_run_with_a_validation_set_logs_its_accuracy_each_epoch(tmp_path, stor
     test_acc = run.data.metrics["final_test_acc"]
     assert f"train_acc={run.data.metrics['final_train_acc']:.4f}  val_acc={history[-1].value:.4f}  " in result.stdout
     assert f"  val_acc={history[-1].value:.4f}  test_acc={test_acc:.4f}  " in result.stdout
-    train = next(i.dataset for i in run.inputs.dataset_inputs if i.tags[0].value == "train")
-    assert train.name == "fashion-mnist train (1000 held out for validation, first 5000)"
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert inputs["train"].name == "fashion-mnist train (less the 1000 held out, first 5000)"
+    assert inputs["validation"].name == "fashion-mnist train (the 1000 held out)"
+    assert len({dataset.digest for dataset in inputs.values()}) == 3
     assert run.data.params["data.validation"] == "1000"
 
 
