@@ -33,7 +33,7 @@ from softmax_exp.summary import job_table
 
 # The named experiments, in the order results.md gives them; tests/test_results.py checks that it names
 # every file of conf/experiment/. Distill comes after label_noise, whose ε = 0, p = 0 jobs are its hard labels.
-EXPERIMENTS = ("grid", "lr_sweep", "overflow", "label_noise", "distill")
+EXPERIMENTS = ("grid", "lr_sweep", "overflow", "label_noise", "distill", "search")
 EXPECTED_TO_FAIL = {"overflow"}  # its loss=naive job fails on purpose: the sweep exits 1
 DEFAULT_RUN = "tracking.experiment=default_run"  # `python -m softmax_exp` alone, in an experiment of its own
 TEACHERS = "tracking.experiment=teachers"
@@ -41,6 +41,7 @@ TEACHER = ("epochs=50", TEACHERS)  # 5x the students' epochs
 QUICK = ("epochs=2", "data.limit=2000")  # and 2 seeds where an experiment sweeps them
 QUICK_TEACHER = ("epochs=10", "data.limit=2000", TEACHERS)
 QUICK_SEEDS = "seed=0,1"
+QUICK_SEARCH = ("hydra.sweeper.n_trials=8", "hydra.sweeper.batch=4", "hydra.sweeper.rungs=[1]")  # rungs < epochs
 OPEN = "<!-- results.md -->"  # a quotation of results.md in another page opens with this line
 CLOSE = "<!-- /results.md -->"
 NOT_SHOWN = ("tracking.uri", "experiment", "hydra.")  # where runs go, and the sweep's name: not the recipe
@@ -59,6 +60,8 @@ def sweeper_params(experiment: str) -> dict[str, str]:
 def scale(experiment: str, quick: bool) -> list[str]:
     if not quick:
         return []
+    if experiment == "search":
+        return [*QUICK, *QUICK_SEARCH]
     return [*QUICK, *([QUICK_SEEDS] if "seed" in sweeper_params(experiment) else [])]
 
 
@@ -348,7 +351,43 @@ def distill(store: Store, sweep, out: Path) -> list[str]:
     return lines
 
 
-SECTIONS = {"grid": grid, "lr_sweep": lr_sweep, "overflow": overflow, "label_noise": label_noise, "distill": distill}
+def search(store: Store, sweep, out: Path) -> list[str]:
+    tags, metrics = sweep.data.tags, sweep.data.metrics
+    trials = pd.read_csv(store.client.download_artifacts(sweep.info.run_id, "trials.csv"))
+    pruned = int((trials["state"] == "PRUNED").sum())
+    figure = store.figure(sweep, "optimization_history.png", out, "search.png")
+    return [
+        "## A search: Optuna's trials in lock-step, pruned by successive halving",
+        "",
+        *code(store.command(sweep, "search")),
+        "",
+        f"{len(trials)} trials, {pruned} of them pruned; each scored on its final validation accuracy (the held-out",
+        "training images), which chose the best; its test accuracy is beside it, looked at once.",
+        "",
+        *table(
+            ["best trial", "its parameters", "val_acc", "test_acc"],
+            [
+                [
+                    f"#{tags['best_trial']}",
+                    tags["best_trial_params"].replace("|", "\\|"),
+                    f"{metrics['best_trial_val_acc']:.4f}",
+                    f"{metrics['best_trial_test_acc']:.4f}",
+                ]
+            ],
+        ),  # fmt: skip
+        "",
+        f"![validation accuracy by trial]({figure})",
+    ]
+
+
+SECTIONS = {
+    "grid": grid,
+    "lr_sweep": lr_sweep,
+    "overflow": overflow,
+    "label_noise": label_noise,
+    "distill": distill,
+    "search": search,
+}
 
 
 def machine() -> str:

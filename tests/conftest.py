@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize
+from hydra.version import VersionBase
 from mlflow.tracking import MlflowClient
+from packaging.version import Version
 
 from softmax_exp import data
 from softmax_exp.config import PROJECT_ROOT
@@ -35,6 +37,14 @@ def fashion_mnist() -> data.FashionMNIST:
     if not data.DEBIAN_ROOT.is_dir():
         pytest.fail(f"Fashion-MNIST is missing: {data.HOW_TO_GET} (scripts/test.sh does this)")
     return data.load(str(data.DEBIAN_ROOT))
+
+
+@pytest.fixture
+def hydra_suite_app(hydra_restore_singletons) -> None:
+    """For Hydra's launcher suites, whose apps run in this process: as each would in a fresh process, with no
+    version_base (1.1's defaults: each job in its own folder), where an earlier test's initialize(version_base=
+    "1.3") stays in Hydra's globals."""
+    VersionBase.instance().setbase(Version("1.1"))
 
 
 def compose_config(*overrides: str):

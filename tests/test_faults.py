@@ -189,6 +189,7 @@ def test_a_job_log_whose_disk_fills_says_so_once(small_disk, capsys):
     """On main, Python's logging printed a traceback for each line it could not write."""
     handler = OmegaConf.load(PROJECT_ROOT / "conf" / "hydra" / "job_logging" / "console_and_file.yaml").handlers.file
     log = logging.getLogger("test_faults.job")
+    log.setLevel(logging.INFO)  # as Hydra's job logging sets it: importing mlflow.pytorch sets the root's to ERROR
     log.addHandler(get_class(handler["class"])(small_disk / "job.log"))  # the job log's handler, as Hydra makes it
     log.warning("written")
     fill(small_disk)

@@ -11,8 +11,6 @@ from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite, sweep_1_job
-from hydra.version import VersionBase
-from packaging.version import Version
 
 from softmax_exp.config import PROJECT_ROOT
 
@@ -21,11 +19,7 @@ from softmax_exp.config import PROJECT_ROOT
 OUR_CONFIGS = f"hydra.searchpath=[file://{PROJECT_ROOT / 'conf'}]"
 
 
-@pytest.fixture(autouse=True)
-def apps_without_a_version_base(hydra_restore_singletons):
-    """Hydra's suites test apps that give no version_base (1.1's defaults: each job runs in its own folder), each
-    in a fresh process. Here an earlier test's initialize(version_base="1.3") stays in Hydra's globals: undone."""
-    VersionBase.instance().setbase(Version("1.1"))
+pytestmark = pytest.mark.usefixtures("hydra_suite_app")
 
 
 def discovered(module: str, *classes: str) -> bool:

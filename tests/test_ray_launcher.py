@@ -19,7 +19,7 @@ from softmax_exp.config import PROJECT_ROOT
 from .conftest import RAY, RAY_AUTH_VARIABLES, copy_of, free_port, ray_head, run_cli
 from .test_cluster import QUICK, sweep_runs
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("hydra_suite_app")]
 
 CONF = f"hydra.searchpath=[file://{PROJECT_ROOT}/conf]"
 
