@@ -96,3 +96,12 @@ def test_a_diverging_trial_is_told_chance_accuracy_so_the_sampler_learns_to_avoi
     values = {trial.params["lr"]: trial.value for trial in study.trials}
     assert values[1e38] == pytest.approx(0.1) and values[0.1] > 0.5
     assert {trial.state.name for trial in study.trials} == {"COMPLETE"}
+
+
+def test_a_search_without_held_out_images_is_refused_in_one_line_before_any_trial(tmp_path: Path, store):
+    result = run_cli(tmp_path, "-m", "hydra/sweeper=search", "lr=interval(0.01,0.1)", f"tracking.uri={store}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert "hydra/sweeper=search scores its trials on held-out training images" in output
+    parents, jobs = trial_runs(store)
+    assert [run.info.status for run in parents] == ["FAILED"] and jobs == []

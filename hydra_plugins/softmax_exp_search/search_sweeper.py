@@ -132,6 +132,7 @@ class SearchSweeper(Sweeper):
         if not (sweep_dir / resume.ASKED).is_file():
             OmegaConf.save(self.config, sweep_dir / resume.ASKED)
         distributions, fixed = self.space(arguments)
+        self.check_validation(fixed)
         study, returns = load(self.config, create=True), []
         # A continued study draws anew: the same seed would ask for the same trials again.
         study.sampler = optuna.samplers.TPESampler(
@@ -162,6 +163,18 @@ class SearchSweeper(Sweeper):
                 log.info(f"search: {len(study.trials)} of {self.settings.n_trials} trials; best so far #{best.number} "
                          f"val_acc={best.value:.4f} {best.params}")  # fmt: skip
         return returns
+
+    def check_validation(self, fixed: list[str]) -> None:
+        """A search chooses on held-out images: refuse one without, in one line, before any trial."""
+        from softmax_exp.errors import ConfigError
+
+        given = [o.partition("=")[2] for o in fixed if o.partition("=")[0] == "data.validation"]
+        validation = int(given[-1]) if given else self.config.data.validation
+        if validation <= 0:
+            raise ConfigError(
+                "hydra/sweeper=search scores its trials on held-out training images, and data.validation=0 holds "
+                "none out: set data.validation=N (e.g. 10000), so that the test set is never used to choose"
+            )
 
     def overrides(self, trial, fixed: list[str], seed: int) -> list[str]:
         """A trial's job for one seed: its parameters, the fixed overrides, and how its group prunes its trials."""
