@@ -12,7 +12,9 @@
 # must have it. Any `-m` replaces the default one, which leaves out the `load` tests (pyproject.toml).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-lane=()
+# The full suite in two worker processes (pytest-xdist): most of its time is other processes waiting (servers,
+# clusters, CLIs starting), so two share the 2 cores well; work stealing evens out the long tests at the end.
+lane=(-n 2 --dist worksteal)
 if [ "${1:-}" = "--fast" ]; then
     lane=(-m fast)
     shift
