@@ -54,6 +54,9 @@ class SearchSweeperConf:
     keep: float = 1 / 3  # halving: the fraction of trials that go on at each rung (1/eta)
     storage: str | None = None  # an Optuna storage URL; null: a journal file in the sweep's folder
     study_name: str = "softmax_exp"
+    # A search in a folder that holds its study always continues it; resume=true says so, as for a grid, and
+    # refuses a folder without one (softmax_exp.resume).
+    resume: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="search", node=SearchSweeperConf)
