@@ -26,12 +26,11 @@ from statistics import fmean
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from hydra_plugins.softmax_exp_sweep.launching_sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +89,12 @@ def trial_state(returns: list[JobReturn]):
     return TrialState.COMPLETE, fmean(result["val_acc"] for result in results), None
 
 
-class SearchSweeper(Sweeper):
+class SearchSweeper(LaunchingSweeper):
     def __init__(self, **settings) -> None:
+        super().__init__()
         self.settings = OmegaConf.structured(SearchSweeperConf(**settings))
         if self.settings.pruner not in (None, "halving"):
             raise HydraException(f"hydra.sweeper.pruner={self.settings.pruner}: use null or halving")
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def space(self, arguments: list[str]) -> tuple[dict, list[str]]:
         """The distributions to search, and the overrides every job gets as they are."""

@@ -20,12 +20,11 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from hydra_plugins.softmax_exp_sweep.launching_sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,13 @@ def grid(overrides: list[Override]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes.values())]
 
 
-class GridSweeper(Sweeper):
+class GridSweeper(LaunchingSweeper):
     def __init__(self, max_batch_size: int | None, params: dict | None, resume: bool, retry_failed: bool) -> None:
+        super().__init__()
         if max_batch_size is not None and max_batch_size < 1:
             raise HydraException(f"hydra.sweeper.max_batch_size={max_batch_size}: must be at least 1, or null")
         self.max_batch_size, self.params = max_batch_size, dict(params or {})
         self.resume, self.retry_failed = resume, retry_failed
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def grid(self, arguments: list[str]) -> list[list[str]]:
         """Every job's overrides: the params' first, the command line's winning."""
