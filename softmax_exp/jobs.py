@@ -93,8 +93,14 @@ def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
             if result.error is not None:
                 runs[k].end(result.error)
                 outcomes[k] = failed(jobs[k], result.error)
-        finished_jobs = [k for k, result in results.items() if result.error is None]
-        for k in log_results(finished_jobs, runs, results, prepared, fashion_mnist.test):
+            elif result.stopped_at is not None:
+                # A search's pruned trial: its final metrics alone. Its model is never the one chosen, and a model
+                # and figures cost a job about as much CPU as its training.
+                runs[k].log_finals(result, prepared[k])
+                runs[k].end()
+                outcomes[k] = finished(result)
+        trained_through = [k for k in results if k not in outcomes]
+        for k in log_results(trained_through, runs, results, prepared, fashion_mnist.test):
             outcomes[k] = finished(results[k])
     return [outcomes[k] for k in range(len(jobs))]
 

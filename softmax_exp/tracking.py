@@ -195,10 +195,8 @@ class JobRun:
             self.client.log_batch(self.run_id, metrics=self.unsent)
         self.unsent, self.sent_at = [], time.monotonic()
 
-    def log_result(
-        self, result: TrainResult, prepared: PreparedJob, confusion: list[list[int]], figures: dict[str, bytes]
-    ) -> None:
-        """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
+    def log_finals(self, result: TrainResult, prepared: PreparedJob) -> None:
+        """Final metrics, with what the job's labels were made of; a pruned trial's runs get these alone."""
         now = int(time.time() * 1000)
         finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS if key in result.final]
         finals.append(Metric("labels_changed", prepared.labels_changed, now, 0))
@@ -209,6 +207,12 @@ class JobRun:
         self.client.log_batch(self.run_id, metrics=finals)
         if result.stopped_at is not None:  # FINISHED all the same: a pruned trial trained well, only not long
             self.client.set_tag(self.run_id, PRUNED_TAG, str(result.stopped_at))
+
+    def log_result(
+        self, result: TrainResult, prepared: PreparedJob, confusion: list[list[int]], figures: dict[str, bytes]
+    ) -> None:
+        """Final metrics, learning curves, the test confusion matrix (figures as PNG files) and the model."""
+        self.log_finals(result, prepared)
         log_files(self.client, self.run_id, figures)
         self.client.log_text(self.run_id, confusion_csv(confusion), "confusion_matrix.csv")
         # log_model finds the store, and the experiment it files the model under, in MLflow's global state.
