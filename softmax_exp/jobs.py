@@ -23,7 +23,7 @@ from softmax_exp.errors import ConfigError, SoftmaxExpError
 from softmax_exp.halving import halving
 from softmax_exp.job import Job
 from softmax_exp.prepare import Preparation, PreparedJob, lockstep, lockstep_key
-from softmax_exp.train import EpochMetrics, TrainResult, train
+from softmax_exp.train import EpochMetrics, Lockstep, TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
     threads.use([job.cfg for job in jobs], device)
     with tracking.job_runs(jobs, str(device)) as runs:
         fashion_mnist = data.load(to_absolute_path(first.data.root))
-        prepared, outcomes = prepare_each(jobs, runs, fashion_mnist, device)
+        group = lockstep(first, fashion_mnist, device)
+        prepared, outcomes = prepare_each(jobs, runs, group, fashion_mnist)
         members = list(prepared)  # learner i of the trainer is job members[i] of the group
 
         def on_epoch(i: int, metrics: EpochMetrics) -> None:
@@ -86,7 +87,6 @@ def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
         on_group_epoch = report_group_epoch if len(members) > 1 else None  # a single run's own lines say it all
         learners = [prepared[k].learner for k in members]
         pruner = halving([jobs[k].cfg for k in members])
-        group = lockstep(first, fashion_mnist, device)
         trained = train(learners, group, on_epoch, on_group_epoch, pruner) if members else []
         results = dict(zip(members, trained, strict=True))
         for k, result in results.items():
@@ -106,10 +106,10 @@ def run_group(jobs: list[Job], device: torch.device) -> list[dict]:
 
 
 def prepare_each(
-    jobs: list[Job], runs: list[tracking.JobRun], fashion_mnist: data.FashionMNIST, device: torch.device
+    jobs: list[Job], runs: list[tracking.JobRun], group: Lockstep, fashion_mnist: data.FashionMNIST
 ) -> tuple[dict[int, PreparedJob], dict[int, dict]]:
     """Each job's data as its run records it, and its learner; a job that cannot be prepared ends alone, FAILED."""
-    prepare, prepared, outcomes = Preparation(jobs[0].cfg, fashion_mnist, device), {}, {}
+    prepare, prepared, outcomes = Preparation(group, fashion_mnist.test), {}, {}
     for k, (run, job) in enumerate(zip(runs, jobs, strict=True)):
         run.log_inputs(inputs.dataset_inputs(fashion_mnist, job.cfg))
         try:

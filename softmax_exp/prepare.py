@@ -50,6 +50,7 @@ def lockstep(cfg: DictConfig, data: FashionMNIST, device: torch.device) -> Locks
     train, held_out = training_set(cfg, data)
     return Lockstep(
         images=train.images.to(device),
+        labels=train.labels.to(device),
         test_images=data.test.images.to(device),
         test_labels=data.test.labels.to(device),
         batch_size=cfg.batch_size,
@@ -70,10 +71,9 @@ class PreparedJob:
 class Preparation:
     """Prepares the jobs of one lock-step group, each on its own; what two jobs share is made once."""
 
-    def __init__(self, cfg: DictConfig, data: FashionMNIST, device: torch.device) -> None:
-        self.data, self.device = data, device
-        train, _ = training_set(cfg, data)  # label noise and targets are made for the training images alone
-        self.labels, self.images = train.labels.to(device), train.images.to(device)
+    def __init__(self, group: Lockstep, test: Split) -> None:
+        # Label noise and targets are made for the group's training images alone; the test set measures a teacher.
+        self.group, self.test, self.device = group, test, group.images.device
         self.noisy: dict[tuple, tuple[torch.Tensor, int]] = {}  # (label_noise, seed) -> labels, how many changed
         self.teachers: dict[tuple, Teacher] = {}  # (model uri, tracking uri) -> the loaded teacher
         self.targets: dict[tuple, torch.Tensor] = {}  # (labels config, id of the labels) -> targets
@@ -82,12 +82,12 @@ class Preparation:
         """The job's learner, or the job's own error (a TeacherError) for it alone."""
         noise = (cfg.data.label_noise, cfg.seed)
         if noise not in self.noisy:
-            self.noisy[noise] = add_label_noise(self.labels, *noise)
+            self.noisy[noise] = add_label_noise(self.group.labels, *noise)
         labels, changed = self.noisy[noise]
         teacher = self.teacher(cfg) if cfg.labels.name == "teacher" else None
         kind = (OmegaConf.to_yaml(cfg.labels), id(labels))
         if kind not in self.targets:
-            self.targets[kind] = build_targets(cfg.labels, labels, self.images, teacher)
+            self.targets[kind] = build_targets(cfg.labels, labels, self.group.images, teacher)
         learner = Learner(
             model=build_model(cfg.seed).to(self.device),
             seed=cfg.seed,
@@ -103,7 +103,7 @@ class Preparation:
         """Loaded, checked and measured once per model and store; a failure is not kept, so each job says it."""
         key = (cfg.labels.teacher, cfg.tracking.uri)
         if key not in self.teachers:
-            self.teachers[key] = load_teacher(*key, self.data.test, self.device)
+            self.teachers[key] = load_teacher(*key, self.test, self.device)
         return self.teachers[key]
 
 
@@ -112,5 +112,6 @@ def prepare_group(
 ) -> tuple[Lockstep, list[PreparedJob]]:
     """Configs that share a lockstep_key prepared as one group, for train() without tracking (a notebook, the
     tests, benchmarks/); a job that cannot be prepared raises its error."""
-    prepare = Preparation(cfgs[0], data, device)
-    return lockstep(cfgs[0], data, device), [prepare(cfg) for cfg in cfgs]
+    group = lockstep(cfgs[0], data, device)
+    prepare = Preparation(group, data.test)
+    return group, [prepare(cfg) for cfg in cfgs]

@@ -38,6 +38,7 @@ class Lockstep:
     """What every model of a lock-step group shares: the data it steps through, and how."""
 
     images: torch.Tensor  # (N, 784) the training images' pixel bytes, on the group's device
+    labels: torch.Tensor  # (N,) their labels as the files give them: each job's noise is applied to a copy
     test_images: torch.Tensor  # (10,000, 784) pixel bytes, measured after every epoch
     test_labels: torch.Tensor  # (10,000,)
     batch_size: int  # examples per step
