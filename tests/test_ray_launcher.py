@@ -80,6 +80,9 @@ def test_a_cluster_a_local_ray_init_turned_token_auth_on_for_is_joined_and_a_ref
         launch = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}", "lr=0.1", *QUICK)
 
         monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as every process joining by address did before
+        # Ray retries a refused connection once a second, 20 times by default; RAY_gcs_server_port_wait_time_s,
+        # Ray's setting for how long a process waits for the cluster, cuts that to 2: the same refusal, sooner.
+        monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "2")
         refused = tmp_path / "refused"
         refused.mkdir()
         uri = copy_of(empty_store, refused)
@@ -94,6 +97,7 @@ def test_a_cluster_a_local_ray_init_turned_token_auth_on_for_is_joined_and_a_ref
         assert parent.info.status == "FAILED" and children == []
 
         monkeypatch.delenv("RAY_AUTH_MODE")  # ray_cluster's default: token, here with ~/.ray/auth_token
+        monkeypatch.delenv("RAY_gcs_server_port_wait_time_s")
         joined = tmp_path / "joined"
         joined.mkdir()
         uri = copy_of(empty_store, joined)
