@@ -1,6 +1,5 @@
 """The entry point: `python -m softmax_exp [overrides]`, one job per Hydra run or multirun job."""
 
-import signal
 import sys
 
 import hydra
@@ -8,7 +7,7 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
-from softmax_exp import telemetry, tracking
+from softmax_exp import interrupts, telemetry, tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.job import Job
 from softmax_exp.jobs import run_jobs
@@ -25,12 +24,8 @@ def main(cfg: DictConfig) -> dict:
     return result
 
 
-def interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # so `kill` ends runs as KILLED, like Ctrl-C
-
-
 def cli() -> None:
-    signal.signal(signal.SIGTERM, interrupt)
+    interrupts.install()
     status = RunStatus.FAILED
     try:
         main()

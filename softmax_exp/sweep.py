@@ -19,7 +19,21 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from softmax_exp import disk, job, links, nesting, plots, replicates, resume, store, study, summary, telemetry, tracking
+from softmax_exp import (
+    disk,
+    interrupts,
+    job,
+    links,
+    nesting,
+    plots,
+    replicates,
+    resume,
+    store,
+    study,
+    summary,
+    telemetry,
+    tracking,
+)
 from softmax_exp.config import unknown_key_message, unknown_keys
 from softmax_exp.errors import ConfigError, SoftmaxExpError
 
@@ -66,19 +80,20 @@ class MlflowSweepCallback(Callback):
         except SoftmaxExpError as error:
             log.error(f"error: {error}")
             sys.exit(1)  # before any job starts
-        if not resuming:
-            run = client.create_run(
-                experiment,
-                run_name=sweep_name(config),
-                tags={
-                    tracking.SWEEP_TAG: "true",
-                    **nesting.sweep_dir_tag(config.hydra.sweep.dir),
-                    **tracking.git_tags(),
-                },
-            )
-            self.parent_run_id = run.info.run_id
-            client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in sweep_overrides(config).items()])
-        tracking.open_runs[self.parent_run_id] = uri
+        with interrupts.whole():  # the parent run is made and known to end_open_runs, or not made at all
+            if not resuming:
+                run = client.create_run(
+                    experiment,
+                    run_name=sweep_name(config),
+                    tags={
+                        tracking.SWEEP_TAG: "true",
+                        **nesting.sweep_dir_tag(config.hydra.sweep.dir),
+                        **tracking.git_tags(),
+                    },
+                )
+                self.parent_run_id = run.info.run_id
+                client.log_batch(self.parent_run_id, params=[Param(k, v) for k, v in sweep_overrides(config).items()])
+            tracking.open_runs[self.parent_run_id] = uri
         how = "resumed" if resuming else "started"
         log.info(f"MLflow sweep run {sweep_name(config)!r} ({self.parent_run_id}) {how} in {store.redacted(uri)}")
 

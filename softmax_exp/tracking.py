@@ -32,7 +32,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 from omegaconf import DictConfig, OmegaConf
 
 import softmax_exp.sqlite_wal  # noqa: F401  puts every SQLite store this process opens in WAL mode
-from softmax_exp import disk, links, nesting, replicates, store
+from softmax_exp import disk, interrupts, links, nesting, replicates, store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import JobError
@@ -154,9 +154,10 @@ class JobRun:
     """The MLflow run of one job: opened before it trains, written to as it trains, ended once.
 
     Written through MlflowClient with the run's id, not MLflow's "active run", so that one process can
-    keep the runs of a whole lock-step group open at once.
+    keep the runs of a whole lock-step group open at once. Ctrl-C waits for a write to end (interrupts.py).
     """
 
+    @interrupts.whole()
     def __init__(self, job: Job, device: str, parent_run_id: str | None):
         cfg = job.cfg
         self.uri, self.job = cfg.tracking.uri, job
@@ -173,6 +174,7 @@ class JobRun:
         self.unsent, self.sent_at = [], time.monotonic()  # per-epoch metrics not yet written, and when last
         self.client.log_batch(self.run_id, params=[Param(key, value) for key, value in flat_params(cfg).items()])
 
+    @interrupts.whole()
     def log_inputs(self, datasets: list[DatasetInput]) -> None:
         """The data the job trained and was tested on (the runs table's Dataset column)."""
         self.client.log_inputs(self.run_id, datasets=datasets)
@@ -190,11 +192,13 @@ class JobRun:
         if time.monotonic() - self.sent_at >= METRICS_EVERY or len(self.unsent) + len(values) > MAX_METRICS_PER_BATCH:
             self.send_metrics()
 
+    @interrupts.whole()
     def send_metrics(self) -> None:
         if self.unsent:
             self.client.log_batch(self.run_id, metrics=self.unsent)
         self.unsent, self.sent_at = [], time.monotonic()
 
+    @interrupts.whole()
     def log_finals(self, result: TrainResult, prepared: PreparedJob) -> None:
         """Final metrics, with what the job's labels were made of; a pruned trial's runs get these alone."""
         now = int(time.time() * 1000)
@@ -208,6 +212,7 @@ class JobRun:
         if result.stopped_at is not None:  # FINISHED all the same: a pruned trial trained well, only not long
             self.client.set_tag(self.run_id, PRUNED_TAG, str(result.stopped_at))
 
+    @interrupts.whole()
     def log_result(
         self, result: TrainResult, prepared: PreparedJob, confusion: list[list[int]], figures: dict[str, bytes]
     ) -> None:
@@ -239,6 +244,7 @@ class JobRun:
         for log_file in folder.glob("*.log"):
             self.client.log_artifact(self.run_id, str(log_file))
 
+    @interrupts.whole()
     def end(self, error: BaseException | None = None) -> None:
         """FINISHED, FAILED (with the reason in tag `error`) or KILLED (Ctrl-C, SIGTERM); once, never RUNNING."""
         if self.run_id not in open_runs:

@@ -16,6 +16,7 @@ from hydra.utils import get_class
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from softmax_exp import interrupts
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.tracking import SWEEP_TAG
 
@@ -105,6 +106,29 @@ def test_sigterm_of_a_sweep_on_the_basic_launcher_and_ctrl_c_of_a_single_run_end
         statuses = sorted((bool(run.data.tags.get(SWEEP_TAG)), run.info.status) for run in runs_of(uri))
         expected = [(False, "KILLED"), (True, "KILLED")] if case == "sweep" else [(False, "KILLED")]
         assert statuses == expected, f"{case}: {statuses}"
+
+
+def test_a_signal_during_a_write_to_a_run_is_raised_once_the_write_is_done(tmp_path, empty_store):
+    """The cause of runs once left RUNNING by a SIGTERM: it landed inside MLflow's write, whose lock then
+    stayed held. Now the write completes, the KeyboardInterrupt follows, and the store takes the next write."""
+    uri = copy_of(empty_store, tmp_path)
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.get_experiment_by_name("Default").experiment_id).info.run_id
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()
+    written = False
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts.whole():
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs in this thread, at once: held
+            client.log_metric(run_id, "written", 1.0)
+            written = True
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert written and interrupts.held is None
+    client.set_terminated(run_id, "KILLED")
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.metrics == {"written": 1.0}
 
 
 @pytest.fixture

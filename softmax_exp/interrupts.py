@@ -1,0 +1,42 @@
+"""Ctrl-C and SIGTERM stop the CLI as a KeyboardInterrupt, but never halfway through a write to a run.
+
+A KeyboardInterrupt raised inside an MLflow call can leave the store's session without its rollback (MLflow
+rolls back on an Exception, and a KeyboardInterrupt is none), and SQLite's lock with it: ending the runs
+KILLED then found the database locked, and the runs stayed RUNNING. So a signal that arrives while a run is
+written to is held, and raised as soon as that write is done: a fraction of a second later.
+"""
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+writing = 0  # how many writes to a run this process is in (a write may call another)
+held: int | None = None  # the signal that arrived during one
+
+
+def interrupt(signum: int, frame: object) -> None:
+    global held
+    if writing:
+        held = signum
+        return
+    raise KeyboardInterrupt  # so `kill` ends runs as KILLED, like Ctrl-C
+
+
+def install() -> None:
+    """Ctrl-C and SIGTERM, in this process's main thread, through `interrupt`."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+
+
+@contextmanager
+def whole() -> Iterator[None]:
+    """A write to a run, which a signal does not cut in two: it is raised once the write is done."""
+    global writing, held
+    writing += 1
+    try:
+        yield
+    finally:
+        writing -= 1
+    if not writing and held is not None:
+        held = None
+        raise KeyboardInterrupt
