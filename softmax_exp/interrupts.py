@@ -7,6 +7,7 @@ written to is held, and raised as soon as that write is done: a fraction of a se
 """
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,9 +24,14 @@ def interrupt(signum: int, frame: object) -> None:
 
 
 def install() -> None:
-    """Ctrl-C and SIGTERM, in this process's main thread, through `interrupt`."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupt)
+    """Ctrl-C and SIGTERM through `interrupt`, where this process leaves them to Python's defaults: a parallel
+    launcher's worker ignores Ctrl-C, and a Ray worker has a SIGTERM handler of its own, which stay. Ray cancels
+    a job by simulating Ctrl-C (_thread.interrupt_main), so its jobs' writes are kept whole too."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set a handler, and only it runs one
+    for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(signum) is default:
+            signal.signal(signum, interrupt)
 
 
 @contextmanager

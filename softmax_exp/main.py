@@ -16,6 +16,7 @@ from softmax_exp.jobs import run_jobs
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
 def main(cfg: DictConfig) -> dict:
     """One job, as Hydra's own launchers run them: a list of one for jobs.run_jobs."""
+    interrupts.install()  # where a launcher runs the job in a process of its own (Ray's worker, submitit's)
     telemetry.apply(cfg.tracking.telemetry)
     job = Job.of(cfg, HydraConfig.get())
     (result,) = run_jobs([job])
