@@ -23,14 +23,15 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so `kill` ends runs as KILLED, like Ctrl-C
 
 
-def install() -> None:
-    """Ctrl-C and SIGTERM through `interrupt`, where this process leaves them to Python's defaults: a parallel
-    launcher's worker ignores Ctrl-C, and a Ray worker has a SIGTERM handler of its own, which stay. Ray cancels
-    a job by simulating Ctrl-C (_thread.interrupt_main), so its jobs' writes are kept whole too."""
+def install(*signums: signal.Signals) -> None:
+    """These signals (Ctrl-C, SIGTERM) through `interrupt`, where this process leaves them to Python's defaults:
+    a parallel launcher's worker ignores Ctrl-C, and stays so. Ray cancels a job by simulating Ctrl-C
+    (_thread.interrupt_main), so a job on Ray takes Ctrl-C here, and keeps its writes whole too."""
     if threading.current_thread() is not threading.main_thread():
         return  # only the main thread may set a handler, and only it runs one
-    for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
-        if signal.getsignal(signum) is default:
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    for signum in signums:
+        if signal.getsignal(signum) is defaults[signum]:
             signal.signal(signum, interrupt)
 
 

@@ -1,5 +1,6 @@
 """The entry point: `python -m softmax_exp [overrides]`, one job per Hydra run or multirun job."""
 
+import signal
 import sys
 
 import hydra
@@ -16,7 +17,9 @@ from softmax_exp.jobs import run_jobs
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")
 def main(cfg: DictConfig) -> dict:
     """One job, as Hydra's own launchers run them: a list of one for jobs.run_jobs."""
-    interrupts.install()  # where a launcher runs the job in a process of its own (Ray's worker, submitit's)
+    # Where a launcher runs the job in a process of its own (Ray's worker, submitit's): Ctrl-C only, as a launcher
+    # that stops its workers with SIGTERM (parallel) means to end them outright.
+    interrupts.install(signal.SIGINT)
     telemetry.apply(cfg.tracking.telemetry)
     job = Job.of(cfg, HydraConfig.get())
     (result,) = run_jobs([job])
@@ -26,7 +29,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 def cli() -> None:
-    interrupts.install()
+    interrupts.install(signal.SIGINT, signal.SIGTERM)
     status = RunStatus.FAILED
     try:
         main()

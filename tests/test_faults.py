@@ -115,7 +115,7 @@ def test_a_signal_during_a_write_to_a_run_is_raised_once_the_write_is_done(tmp_p
     client = MlflowClient(uri)
     run_id = client.create_run(client.get_experiment_by_name("Default").experiment_id).info.run_id
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    interrupts.install()
+    interrupts.install(signal.SIGINT, signal.SIGTERM)
     written = False
     try:
         with pytest.raises(KeyboardInterrupt), interrupts.whole():
