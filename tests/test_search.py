@@ -87,11 +87,16 @@ def test_a_search_trains_each_batch_in_lockstep_prunes_and_continues_its_study_i
     assert folders == list(range(18))  # nothing overwritten
 
 
-def test_a_diverging_trial_is_told_chance_accuracy_so_the_sampler_learns_to_avoid_it(tmp_path: Path, store):
-    result = run_cli(tmp_path, *SEARCH, "lr=choice(0.1,1e38)", "hydra.sweeper.n_trials=4", "hydra.sweeper.batch=4",
+def test_a_diverging_trial_is_told_chance_accuracy_so_the_sampler_learns_to_avoid_it_on_any_launcher(
+    tmp_path: Path, store
+):
+    # Hydra's basic launcher, each job trained alone: a search needs no lock-step to run.
+    basic = [arg.replace("hydra/launcher=vectorized", "hydra/launcher=basic") for arg in SEARCH]
+    result = run_cli(tmp_path, *basic, "lr=choice(0.1,1e38)", "hydra.sweeper.n_trials=4", "hydra.sweeper.batch=4",
                      "hydra.sweeper.sampler_seed=1", f"tracking.uri={store}")  # fmt: skip
     output = result.stdout + result.stderr
     assert "training diverged at epoch 1" in output and "Traceback" not in output
+    assert "Launching 8 jobs locally" in output  # Hydra's basic launcher: 4 trials x 2 seeds, one by one
     study = study_in(tmp_path / "sweep")
     values = {trial.params["lr"]: trial.value for trial in study.trials}
     assert values[1e38] == pytest.approx(0.1) and values[0.1] > 0.5
