@@ -1,7 +1,11 @@
 """Shared fixtures: the real Fashion-MNIST (Debian's copy), Hydra composition, and the real CLI."""
 
+import atexit
 import contextlib
+import functools
+import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -84,14 +88,51 @@ def store(tmp_path: Path, empty_store: Path) -> str:
     return copy_of(empty_store, tmp_path)
 
 
+class ForkedCli:
+    """tests/forked_cli.py, started once per test process: the CLI's runs forked from it."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="forked_cli-"))  # each run's output, read back
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tests.forked_cli"], cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        )  # fmt: skip
+
+    def answer(self, timeout: float | None) -> dict:
+        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
+        return json.loads(self.server.stdout.readline()) if ready else {}
+
+    def run(self, command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+        outputs = {"stdout": str(self.folder / "stdout"), "stderr": str(self.folder / "stderr")}
+        request = {"module": command[2], "args": command[3:], "cwd": str(cwd), "env": env, **outputs}
+        self.server.stdin.write(json.dumps(request) + "\n")
+        self.server.stdin.flush()
+        pid = self.answer(60)["pid"]  # the server answers at once, unless it died
+        ended = self.answer(timeout)
+        if not ended:
+            os.kill(pid, signal.SIGKILL)
+            self.answer(None)
+            raise subprocess.TimeoutExpired(command, timeout)
+        stdout, stderr = (Path(path).read_text() for path in outputs.values())
+        return subprocess.CompletedProcess(command, ended["returncode"], stdout, stderr)
+
+
+@functools.cache  # one per test process, started at its first run of the CLI
+def forked_cli() -> ForkedCli:
+    cli = ForkedCli()
+    atexit.register(cli.server.stdin.close)  # its loop ends with its input
+    return cli
+
+
 def run_cli(
     tmp_path: Path, *args: str, module: str = "softmax_exp", timeout: float = 240
 ) -> subprocess.CompletedProcess:
-    """`python -m softmax_exp ARGS` in a subprocess, from a foreign working directory, writing under tmp_path."""
+    """`python -m softmax_exp ARGS` in a process of its own, from a foreign working directory, writing under
+    tmp_path; forked from one that has imported torch, MLflow and Hydra already (tests/forked_cli.py)."""
     hydra_dirs = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
     command = [sys.executable, "-m", module, *args, *(hydra_dirs if module == "softmax_exp" else [])]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    return forked_cli().run(command, cwd=tmp_path, env=env, timeout=timeout)
 
 
 def free_port() -> int:

@@ -1,0 +1,52 @@
+"""The CLI for the tests (tests/conftest.py's run_cli): each run a process forked from this one, which has
+already imported the libraries every run imports (torch, MLflow, Hydra, matplotlib, pandas, SciPy: about 3 s
+of a core that each of the suite's many CLI runs would spend again).
+
+    python -m tests.forked_cli
+
+Reads one request per line on stdin, as JSON: {"module", "args", "cwd", "env", "stdout", "stderr"}. For each,
+forks a process that runs `python -m MODULE ARGS` itself (runpy, as `python -m` does), in `cwd`, with `env` as
+its whole environment, its output in the two files; prints {"pid": ...} as it starts and {"returncode": ...}
+as it ends. The project's own modules are not imported here, so each run imports them, and registers their
+exit handlers, as a fresh process would. One difference from a fresh process: the exit handlers of the
+libraries imported here do not run in the runs (softmax_exp/__main__.py's ends the process first).
+"""
+
+import gc
+import json
+import os
+import runpy
+import sys
+
+gc.disable()  # as softmax_exp/__main__.py: nothing to collect while importing
+import hydra  # noqa: E402, F401
+import matplotlib.pyplot  # noqa: E402, F401
+import mlflow.pytorch  # noqa: E402, F401
+import pandas  # noqa: E402, F401
+import scipy.stats  # noqa: E402, F401
+import torch._dynamo  # noqa: E402, F401  (torch.optim's first optimizer imports it)
+
+gc.enable()
+
+
+def run(request: dict) -> None:
+    """In the forked process: the command line, to its exit."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    sys.path.insert(0, request["cwd"])  # as `python -m` puts the working directory first
+    sys.argv = [request["module"], *request["args"]]
+    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    sys.exit(0)  # a module that returns, as the interpreter would end; the CLI's own exit ends it first
+
+
+for line in sys.stdin:
+    sys.stdout.flush()  # nothing buffered here may be written again by the run
+    pid = os.fork()
+    if pid == 0:
+        run(json.loads(line))
+    print(json.dumps({"pid": pid}), flush=True)
+    print(json.dumps({"returncode": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}), flush=True)
