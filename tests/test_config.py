@@ -14,8 +14,7 @@ from hydra_plugins.softmax_exp_sweep.grid_sweeper import grid
 from softmax_exp.config import PROJECT_ROOT, validate
 from softmax_exp.errors import ConfigError
 
-from .conftest import compose_config
-from .test_store import start_cli
+from .conftest import compose_config, run_cli
 
 pytestmark = pytest.mark.fast
 
@@ -224,8 +223,7 @@ def test_cuda_without_a_gpu_is_refused():
         validate(compose_config("device=cuda"))
 
 
-# Each bad override through the real CLI, a single run's and a sweep's; all started at once, since each process
-# spends its time importing, not working.
+# Each bad override through the real CLI, a single run's and a sweep's.
 CLI_REFUSALS = [
     (["lr=-1"], "error: lr=-1.0: the learning rate must be a positive number"),
     (["data.validation=60000"], "error: data.validation=60000: must be in [0, 60000), the training images held out"),
@@ -235,14 +233,12 @@ CLI_REFUSALS = [
 
 
 def test_cli_reports_a_bad_override_in_one_line_before_any_work(tmp_path: Path):
-    started = []
     for i, (args, message) in enumerate(CLI_REFUSALS):
         folder = tmp_path / str(i)
         folder.mkdir()
-        started.append((folder, message, start_cli(folder, *args, f"tracking.uri=sqlite:///{folder}/m.db")))
-    for folder, message, process in started:
-        output = process.communicate(timeout=240)[0]
-        assert process.returncode == 1, output
+        result = run_cli(folder, *args, f"tracking.uri=sqlite:///{folder}/m.db")
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
         assert message in output, output
         assert "Traceback" not in output and "epoch" not in output and "Launching" not in output, output
         assert not (folder / "m.db").exists()  # refused before anything was tracked

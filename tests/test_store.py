@@ -13,7 +13,7 @@ from softmax_exp import disk, links, store, tracking
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import TrackingError
 
-from .conftest import free_port
+from .conftest import free_port, run_cli
 
 PASSWORD = "s3cret-pw"
 
@@ -104,18 +104,13 @@ CLI_CASES = [("corrupted store", ()), ("relative sqlite", ("-m", "lr=0.1,0.2"))]
 
 
 def test_the_cli_says_it_in_one_line_for_a_single_run_and_before_a_sweep_starts(tmp_path):
-    started = {}
-    for case, mode in CLI_CASES:  # all at once: each spends its time importing, not working
+    for case, mode in CLI_CASES:
         folder = tmp_path / case.replace(" ", "_")
         folder.mkdir()
-        started[case] = (
-            folder,
-            start_cli(folder, *mode, "epochs=1", "data.limit=1000", *BAD_SETTINGS[case][0](folder)),
-        )
-    for case, (folder, process) in started.items():
-        output = process.communicate(timeout=240)[0]
+        result = run_cli(folder, *mode, "epochs=1", "data.limit=1000", *BAD_SETTINGS[case][0](folder))
+        output = result.stdout + result.stderr
         _, message, absent = BAD_SETTINGS[case]
-        assert process.returncode == 1, f"{case}: {output}"
+        assert result.returncode == 1, f"{case}: {output}"
         assert message.format(f=folder) in output, f"{case}: {output}"
         assert "Traceback" not in output and "epoch" not in output and "Launching" not in output, f"{case}: {output}"
         assert not [path for path in absent if (folder / path).exists()], f"{case} left a file behind"
@@ -184,7 +179,8 @@ def test_a_store_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path, r
 
 
 def test_the_cli_says_a_store_folder_cannot_be_made_not_that_its_disk_is_full(tmp_path):
-    output = start_cli(tmp_path, "tracking.uri=sqlite:////proc/nope/m.db").communicate(timeout=240)[0]
+    result = run_cli(tmp_path, "tracking.uri=sqlite:////proc/nope/m.db")
+    output = result.stdout + result.stderr
     assert "error: the folder /proc/nope of the tracking store cannot be made in /proc (" in output, output
     assert "full" not in output and "Traceback" not in output and "epoch" not in output, output
     assert list(tmp_path.iterdir()) == []  # before Hydra writes anything
