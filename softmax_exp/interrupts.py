@@ -37,8 +37,12 @@ def install(*signums: signal.Signals) -> None:
 
 @contextmanager
 def whole() -> Iterator[None]:
-    """A write to a run, which a signal does not cut in two: it is raised once the write is done."""
+    """A write to a run, which a signal does not cut in two: it is raised once the write is done. Signals land in
+    the main thread only: another thread's writes are left as they are."""
     global writing, held
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     writing += 1
     try:
         yield
