@@ -16,7 +16,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from softmax_exp import replicates, store, summary, tracking
+from softmax_exp import replicates, run_keys, store, summary
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import SoftmaxExpError
 
@@ -46,7 +46,7 @@ def read(uri: str, experiment: str, name: str | None) -> tuple[Run, summary.Swee
 
 def find_sweep(client: MlflowClient, experiment_id: str, sweep: str | None) -> Run | None:
     """The latest sweep (parent run), or the one whose run id or run name is `sweep`."""
-    query = f"tags.`{tracking.SWEEP_TAG}` = 'true'"
+    query = f"tags.`{run_keys.SWEEP_TAG}` = 'true'"
     if sweep is not None:
         if len(sweep) == 32 and sweep.isalnum():  # an MLflow run id
             return client.get_run(sweep)
@@ -59,7 +59,7 @@ def format_table(sweep: summary.SweepSummary) -> str:
     def cell(column: str, value) -> str:
         if value is None:
             return "-"
-        if column in tracking.FINAL_KEYS:
+        if column in run_keys.FINAL_KEYS:
             return f"{value:.4f}"
         return f"{value:g}" if isinstance(value, float) else str(value)
 

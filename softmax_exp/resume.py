@@ -2,7 +2,7 @@
 `hydra.sweeper.resume=true`.
 
 The sweep's folder holds what was asked (Hydra's multirun.yaml, written as the sweep started) and the store
-holds what became of each job: its run under the sweep's parent run, named by its choices (tracking.JOB_TAG).
+holds what became of each job: its run under the sweep's parent run, named by its choices (run_keys.JOB_TAG).
 A resume refuses another sweep, reopens the parent, ends as KILLED the runs a killed process left RUNNING, and
 runs again every job whose numbers do not stand. A FINISHED job stands; so does one that FAILED for its own
 reason (a bad value, a divergence: it would fail again), unless hydra.sweeper.retry_failed=true.
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from softmax_exp import nesting, store, study
 from softmax_exp.errors import ConfigError
-from softmax_exp.tracking import JOB_TAG, OWN_FAILURE_TAG
+from softmax_exp.run_keys import JOB_TAG, OWN_FAILURE_TAG
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from softmax_exp import replicates, tracking
+from softmax_exp import replicates, run_keys
 
 TABLE_COLUMNS = (
     "run_name",
@@ -116,20 +116,20 @@ def job_table(client: MlflowClient, parent_run_id: str) -> list[dict[str, Any]]:
     )  # newest first
 
     def job(run) -> str:
-        return run.data.tags.get(tracking.JOB_TAG, run.info.run_id)
+        return run.data.tags.get(run_keys.JOB_TAG, run.info.run_id)
 
     latest = {job(run): run for run in reversed(children)}
     rows = []
     for run in (run for run in children if latest[job(run)] is run):
         params, metrics = run.data.params, run.data.metrics
-        status = "PRUNED" if tracking.PRUNED_TAG in run.data.tags else run.info.status  # a FINISHED run, stopped early
+        status = "PRUNED" if run_keys.PRUNED_TAG in run.data.tags else run.info.status  # a FINISHED run, stopped early
         row = {"run_name": run.info.run_name, "status": status, "run_id": run.info.run_id}
-        row.update({group: params.get(group) for group in tracking.GROUPS})
+        row.update({group: params.get(group) for group in run_keys.GROUPS})
         row["lr"] = float(params["lr"]) if "lr" in params else None
         row["seed"] = int(params["seed"]) if "seed" in params else None
-        row.update({key: metrics.get(f"final_{key}") for key in tracking.FINAL_KEYS})
+        row.update({key: metrics.get(f"final_{key}") for key in run_keys.FINAL_KEYS})
         row["group"] = run.data.tags.get(replicates.TAG, run.info.run_name)
-        row["trial"] = int(run.data.tags[tracking.TRIAL_TAG]) if tracking.TRIAL_TAG in run.data.tags else None
+        row["trial"] = int(run.data.tags[run_keys.TRIAL_TAG]) if run_keys.TRIAL_TAG in run.data.tags else None
         row["params"] = params
         rows.append(row)
     return ranked(rows)

@@ -28,6 +28,7 @@ from softmax_exp import (
     plots,
     replicates,
     resume,
+    run_keys,
     store,
     study,
     summary,
@@ -86,7 +87,7 @@ class MlflowSweepCallback(Callback):
                     experiment,
                     run_name=sweep_name(config),
                     tags={
-                        tracking.SWEEP_TAG: "true",
+                        run_keys.SWEEP_TAG: "true",
                         **nesting.sweep_dir_tag(config.hydra.sweep.dir),
                         **tracking.git_tags(),
                     },
@@ -157,7 +158,7 @@ class MlflowSweepCallback(Callback):
     def log_best_job(self, client: MlflowClient, sweep: summary.SweepSummary) -> None:
         run_id, best = self.parent_run_id, sweep.best_job
         client.set_tag(run_id, "best_job", best["run_name"])
-        for key in tracking.FINAL_KEYS:
+        for key in run_keys.FINAL_KEYS:
             if best[key] is not None:  # val_acc, without a validation set
                 client.log_metric(run_id, f"best_{key}", best[key])
         client.log_metric(run_id, "best_lr", best["lr"])

@@ -39,15 +39,9 @@ from softmax_exp.errors import JobError
 from softmax_exp.job import Job
 from softmax_exp.model import PIXELS
 from softmax_exp.prepare import PreparedJob
+from softmax_exp.run_keys import FINAL_KEYS, GROUPS, JOB_TAG, OWN_FAILURE_TAG, PRUNED_TAG, TRIAL_TAG
 from softmax_exp.train import EpochMetrics, TrainResult
 
-SWEEP_TAG = "softmax_exp.sweep"  # marks parent runs, so the report can find the latest sweep
-JOB_TAG = "softmax_exp.job"  # a job's choices (JSON): which job of its sweep the run is, for a resume
-TRIAL_TAG = "softmax_exp.trial"  # a search's job: the number of the trial it is one seed of
-PRUNED_TAG = "pruned_at_epoch"  # a search's job that its pruner stopped after this epoch (halving.py)
-OWN_FAILURE_TAG = "softmax_exp.own_failure"  # a run that FAILED for its configuration's own reason (errors.JobError)
-GROUPS = ("loss", "labels", "optimizer")
-FINAL_KEYS = ("train_loss", "train_acc", "val_acc", "test_acc")  # val_acc: only with data.validation
 METRICS_EVERY = 1.0  # seconds: a run's per-epoch metrics are written at most this often, and as it ends
 
 log = logging.getLogger(__name__)

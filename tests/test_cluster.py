@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from softmax_exp.config import PROJECT_ROOT
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.run_keys import SWEEP_TAG
 
 from .conftest import run_cli
 from .test_tracking import runs_of

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from softmax_exp import interrupts
 from softmax_exp.config import PROJECT_ROOT
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.run_keys import SWEEP_TAG
 
 from .conftest import copy_of
 from .test_store import start_cli

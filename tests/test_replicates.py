@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from softmax_exp import replicates, report, summary
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.run_keys import SWEEP_TAG
 from tests.conftest import run_cli
 
 

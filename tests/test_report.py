@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from softmax_exp import store
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import TrackingError
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.run_keys import SWEEP_TAG
 
 from .conftest import copy_of, free_port
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from softmax_exp.tracking import JOB_TAG, SWEEP_TAG
+from softmax_exp.run_keys import JOB_TAG, SWEEP_TAG
 
 from .conftest import copy_of, run_cli
 from .test_store import start_cli

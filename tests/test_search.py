@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from softmax_exp.halving import Halving
+from softmax_exp.run_keys import PRUNED_TAG, SWEEP_TAG, TRIAL_TAG
 from softmax_exp.study import JOURNAL
-from softmax_exp.tracking import PRUNED_TAG, SWEEP_TAG, TRIAL_TAG
 from softmax_exp.train import EpochMetrics
 
 from .conftest import run_cli

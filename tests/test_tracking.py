@@ -25,7 +25,7 @@ from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.job import Job
 from softmax_exp.jobs import run_jobs
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.run_keys import SWEEP_TAG
 
 from .conftest import compose_config, copy_of, free_port, run_cli
 

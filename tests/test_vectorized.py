@@ -14,7 +14,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from softmax_exp.data import to_unit_interval
-from softmax_exp.tracking import SWEEP_TAG
+from softmax_exp.run_keys import SWEEP_TAG
 
 from .conftest import copy_of, run_cli
 
