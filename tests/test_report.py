@@ -3,33 +3,17 @@
 A sweep's report on real runs is tested with the sweeps themselves (tests/test_tracking.py, test_replicates.py).
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from softmax_exp import store
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import TrackingError
 from softmax_exp.run_keys import SWEEP_TAG
 
-from .conftest import copy_of, free_port
+from .conftest import copy_of, free_port, run_cli
 
 QUOTED = "it's"  # a sweep's name is its overrides, and a value may hold a quote
-
-
-def start_report(folder: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "softmax_exp.report", *args],
-        cwd=folder,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture
@@ -54,15 +38,13 @@ def test_the_report_says_bad_input_in_one_line_and_makes_nothing(tmp_path, quote
         ("--uri", uri, 'say "hi"'): "no sweep 'say \"hi\"' in experiment 'softmax_exp' of",
         ("--uri", uri, '"it\'s"'): "error: '\"it\\'s\"' holds both kinds of quote, which an MLflow search",
     }
-    started = {args: start_report(tmp_path, *args) for args in refused}  # at once: each spends its time importing
-    found = start_report(tmp_path, "--uri", uri, QUOTED)
-    for args, process in started.items():
-        stdout, stderr = process.communicate(timeout=120)
-        assert process.returncode == 1, f"{args}: {stdout}{stderr}"
-        assert stdout == "" and len(stderr.splitlines()) == 1 and refused[args] in stderr, f"{args}: {stderr}"
-    stdout, stderr = found.communicate(timeout=120)
-    assert found.returncode == 0 and "Traceback" not in stderr, stderr
-    assert stdout.startswith(f"sweep {QUOTED} ({run_id}), {uri}\nrun_name")
+    for args, said in refused.items():
+        result = run_cli(tmp_path, *args, module="softmax_exp.report")
+        assert result.returncode == 1, f"{args}: {result.stdout}{result.stderr}"
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1 and said in result.stderr, result.stderr
+    found = run_cli(tmp_path, "--uri", uri, QUOTED, module="softmax_exp.report")
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr
+    assert found.stdout.startswith(f"sweep {QUOTED} ({run_id}), {uri}\nrun_name")
     assert not missing.parent.exists() and empty.stat().st_size == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["empty.db", "quoted"]  # no ./mlruns, no store
 
