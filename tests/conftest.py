@@ -93,28 +93,103 @@ class ForkedCli:
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="forked_cli-"))  # each run's output, read back
+        self.runs = 0
+        self.ended: dict[int, int] = {}  # pid -> exit status, as the server says
         self.server = subprocess.Popen(
             [sys.executable, "-m", "tests.forked_cli"], cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         )  # fmt: skip
 
     def answer(self, timeout: float | None) -> dict:
+        """The server's next line, or {} if it says nothing within `timeout` s; an end is noted as it comes."""
         ready, _, _ = select.select([self.server.stdout], [], [], timeout)
-        return json.loads(self.server.stdout.readline()) if ready else {}
+        said = json.loads(self.server.stdout.readline()) if ready else {}
+        if "ended" in said:
+            self.ended[said["ended"]] = said["returncode"]
+        return said
+
+    def start(self, command: list[str], cwd: Path, env: dict[str, str], merged: bool) -> tuple[int, Path, Path]:
+        """A run of `python -m MODULE ARGS` (command), started: its pid, and its output's two files (one, merged)."""
+        self.runs += 1
+        stdout = self.folder / f"{self.runs}.out"
+        stderr = stdout if merged else self.folder / f"{self.runs}.err"
+        for output in (stdout, stderr):
+            output.write_text("")  # there to be read from at once; the run writes over it
+        request = {"module": command[2], "args": command[3:], "cwd": str(cwd), "env": env}
+        self.server.stdin.write(json.dumps({**request, "stdout": str(stdout), "stderr": str(stderr)}) + "\n")
+        self.server.stdin.flush()
+        while "pid" not in (said := self.answer(60)):  # the server answers at once, unless it died
+            assert said, "tests/forked_cli.py does not answer"
+        return said["pid"], stdout, stderr
+
+    def wait(self, pid: int, timeout: float | None) -> int | None:
+        """The run's exit status, or None if it still runs after `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pid not in self.ended:
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not self.answer(left):
+                return self.ended.get(pid)
+        return self.ended[pid]
 
     def run(self, command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-        outputs = {"stdout": str(self.folder / "stdout"), "stderr": str(self.folder / "stderr")}
-        request = {"module": command[2], "args": command[3:], "cwd": str(cwd), "env": env, **outputs}
-        self.server.stdin.write(json.dumps(request) + "\n")
-        self.server.stdin.flush()
-        pid = self.answer(60)["pid"]  # the server answers at once, unless it died
-        ended = self.answer(timeout)
-        if not ended:
+        pid, stdout, stderr = self.start(command, cwd, env, merged=False)
+        returncode = self.wait(pid, timeout)
+        if returncode is None:
             os.kill(pid, signal.SIGKILL)
-            self.answer(None)
+            self.wait(pid, None)
             raise subprocess.TimeoutExpired(command, timeout)
-        stdout, stderr = (Path(path).read_text() for path in outputs.values())
-        return subprocess.CompletedProcess(command, ended["returncode"], stdout, stderr)
+        return subprocess.CompletedProcess(command, returncode, stdout.read_text(), stderr.read_text())
+
+
+class ForkedProcess:
+    """A CLI run started in the background, used as a subprocess.Popen(text=True, stdout=PIPE, stderr=STDOUT)
+    is: its output read line by line as it comes (`stdout`), signals, `wait`, `communicate`."""
+
+    def __init__(self, cli: ForkedCli, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.cli, self.args = cli, command
+        self.pid, output, _ = cli.start(command, cwd, env, merged=True)
+        self.output = open(output)  # noqa: SIM115  read as it grows, closed once read to the end
+        self.returncode: int | None = None
+
+    @property
+    def stdout(self) -> Iterator[str]:
+        """Each line as the run writes it, until it ends."""
+        pending = ""  # a line not yet whole
+        while True:
+            read = self.output.readline()
+            pending += read
+            if pending.endswith("\n"):
+                yield pending
+                pending = ""
+            elif read:
+                continue
+            elif self.poll() is not None:
+                if rest := pending + self.output.read():
+                    yield rest
+                return
+            else:
+                time.sleep(0.05)  # polling the file the run writes to, as a pipe's reader would wait
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.cli.wait(self.pid, 0)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.returncode = self.cli.wait(self.pid, timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+        self.wait(timeout)
+        rest = self.output.read()
+        self.output.close()
+        return rest, None
 
 
 @functools.cache  # one per test process, started at its first run of the CLI
@@ -124,15 +199,26 @@ def forked_cli() -> ForkedCli:
     return cli
 
 
+def cli_command(tmp_path: Path, module: str, args: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    hydra_dirs = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
+    command = [sys.executable, "-m", module, *args, *(hydra_dirs if module == "softmax_exp" else [])]
+    return command, {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+
+
 def run_cli(
     tmp_path: Path, *args: str, module: str = "softmax_exp", timeout: float = 240
 ) -> subprocess.CompletedProcess:
     """`python -m softmax_exp ARGS` in a process of its own, from a foreign working directory, writing under
     tmp_path; forked from one that has imported torch, MLflow and Hydra already (tests/forked_cli.py)."""
-    hydra_dirs = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
-    command = [sys.executable, "-m", module, *args, *(hydra_dirs if module == "softmax_exp" else [])]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    command, env = cli_command(tmp_path, module, args)
     return forked_cli().run(command, cwd=tmp_path, env=env, timeout=timeout)
+
+
+def start_cli(folder: Path, *args: str) -> ForkedProcess:
+    """`python -m softmax_exp ARGS` started in the background, as run_cli runs it, its output (stderr with
+    stdout) read as it comes: for the tests that stop it midway."""
+    command, env = cli_command(folder, "softmax_exp", args)
+    return ForkedProcess(forked_cli(), command, cwd=folder, env=env)
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The CLI for the tests (tests/conftest.py's run_cli): each run a process forked from this one, which has
+"""The CLI for the tests (tests/conftest.py's run_cli and start_cli): each run a process forked from this one, which has
 already imported the libraries every run imports (torch, MLflow, Hydra, matplotlib, pandas, SciPy: about 3 s
 of a core that each of the suite's many CLI runs would spend again).
 
@@ -6,8 +6,9 @@ of a core that each of the suite's many CLI runs would spend again).
 
 Reads one request per line on stdin, as JSON: {"module", "args", "cwd", "env", "stdout", "stderr"}. For each,
 forks a process that runs `python -m MODULE ARGS` itself (runpy, as `python -m` does), in `cwd`, with `env` as
-its whole environment, its output in the two files; prints {"pid": ...} as it starts and {"returncode": ...}
-as it ends. The project's own modules are not imported here, so each run imports them, and registers their
+its whole environment, its output in the two files (one file for both, if they name the same); prints
+{"pid": ...} as it starts, and {"ended": pid, "returncode": ...} as it ends, whenever that is: runs may
+overlap. The project's own modules are not imported here, so each run imports them, and registers their
 exit handlers, as a fresh process would. Two differences from a fresh process: the exit handlers of the
 libraries imported here do not run in the runs, and a run ends without Python's finalization (2 s in a forked
 process, whose every object it touches is copied), as softmax_exp's own CLI ends (softmax_exp/__main__.py).
@@ -18,6 +19,7 @@ import gc
 import json
 import os
 import runpy
+import signal
 import sys
 
 gc.disable()  # as softmax_exp/__main__.py: nothing to collect while importing
@@ -37,8 +39,11 @@ def run(request: dict) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 1)
+    if request["stderr"] == request["stdout"]:
+        os.dup2(1, 2)
+    else:
+        os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
     sys.path.insert(0, request["cwd"])  # as `python -m` puts the working directory first
     sys.argv = [request["module"], *request["args"]]
     status = 0
@@ -56,10 +61,22 @@ def run(request: dict) -> None:
     sys.exit(0)  # a module that returns, as the interpreter would end
 
 
+def reap(signum: int, frame: object) -> None:
+    """Each run that has ended, said as it ends; os.write, which a handler may call whatever it interrupted."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left
+            return
+        if pid == 0:  # the rest still run
+            return
+        os.write(1, (json.dumps({"ended": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+
+
+signal.signal(signal.SIGCHLD, reap)
 for line in sys.stdin:
-    sys.stdout.flush()  # nothing buffered here may be written again by the run
     pid = os.fork()
     if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the run's own processes are its own to wait for
         run(json.loads(line))
-    print(json.dumps({"pid": pid}), flush=True)
-    print(json.dumps({"returncode": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}), flush=True)
+    os.write(1, (json.dumps({"pid": pid}) + "\n").encode())

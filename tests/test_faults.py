@@ -20,8 +20,7 @@ from softmax_exp import interrupts
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.run_keys import SWEEP_TAG
 
-from .conftest import copy_of
-from .test_store import start_cli
+from .conftest import copy_of, start_cli
 
 
 def runs_of(uri: str) -> list:

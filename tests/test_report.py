@@ -3,7 +3,6 @@
 A sweep's report on real runs is tested with the sweeps themselves (tests/test_tracking.py, test_replicates.py).
 """
 
-
 import pytest
 from mlflow.tracking import MlflowClient
 

@@ -10,8 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from softmax_exp.run_keys import JOB_TAG, SWEEP_TAG
 
-from .conftest import copy_of, run_cli
-from .test_store import start_cli
+from .conftest import copy_of, run_cli, start_cli
 
 SWEEP = ("-m", "lr=0.05,0.1", "seed=0,1", "epochs=3", "data.limit=3000")  # 4 jobs
 RESUME = "hydra.sweeper.resume=true"

@@ -1,8 +1,6 @@
 """The tracking store's settings refused before any work, and processes started together on a new store."""
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,25 +8,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from softmax_exp import disk, links, store, tracking
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import TrackingError
 
-from .conftest import free_port, run_cli
+from .conftest import free_port, run_cli, start_cli
 
 PASSWORD = "s3cret-pw"
-
-
-def start_cli(folder: Path, *args: str) -> subprocess.Popen:
-    """`python -m softmax_exp ARGS` started in the background, from `folder`, writing under it."""
-    hydra_dirs = [f"hydra.run.dir={folder}/run", f"hydra.sweep.dir={folder}/sweep"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "softmax_exp", *args, *hydra_dirs],
-        cwd=folder,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def corrupted_store(folder: Path) -> list[str]:
