@@ -95,15 +95,24 @@ class ForkedCli:
         self.folder = Path(tempfile.mkdtemp(prefix="forked_cli-"))  # each run's output, read back
         self.runs = 0
         self.ended: dict[int, int] = {}  # pid -> exit status, as the server says
+        self.unread = ""  # what the server said that is not yet read as a line
         self.server = subprocess.Popen(
             [sys.executable, "-m", "tests.forked_cli"], cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         )  # fmt: skip
 
     def answer(self, timeout: float | None) -> dict:
-        """The server's next line, or {} if it says nothing within `timeout` s; an end is noted as it comes."""
-        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
-        said = json.loads(self.server.stdout.readline()) if ready else {}
+        """The server's next line, or {} if it says nothing within `timeout` s; an end is noted as it comes.
+        Read from the pipe itself: a buffered reader could hold a second line that select() never sees."""
+        while "\n" not in self.unread:
+            ready, _, _ = select.select([self.server.stdout], [], [], timeout)
+            if not ready:
+                return {}
+            read = os.read(self.server.stdout.fileno(), 1 << 16).decode()
+            assert read, "tests/forked_cli.py has ended"
+            self.unread += read
+        line, self.unread = self.unread.split("\n", 1)
+        said = json.loads(line)
         if "ended" in said:
             self.ended[said["ended"]] = said["returncode"]
         return said
