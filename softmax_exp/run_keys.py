@@ -7,9 +7,4 @@ TRIAL_TAG = "softmax_exp.trial"  # a search's job: the number of the trial it is
 PRUNED_TAG = "pruned_at_epoch"  # a search's job that its pruner stopped after this epoch (halving.py)
 OWN_FAILURE_TAG = "softmax_exp.own_failure"  # a run that FAILED for its configuration's own reason (errors.JobError)
 GROUPS = ("loss", "labels", "optimizer")  # config groups whose chosen option is a param of its own
-FINAL_KEYS = (
-    "train_loss",
-    "train_acc",
-    "val_acc",
-    "test_acc",
-)  # logged as final_KEY; val_acc only with data.validation
+FINAL_KEYS = ("train_loss", "train_acc", "val_acc", "test_acc")  # logged as final_KEY; val_acc: a validation set
