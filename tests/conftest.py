@@ -223,11 +223,12 @@ def run_cli(
     return forked_cli().run(command, cwd=tmp_path, env=env, timeout=timeout)
 
 
-def start_cli(folder: Path, *args: str) -> ForkedProcess:
+def start_cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> ForkedProcess:
     """`python -m softmax_exp ARGS` started in the background, as run_cli runs it, its output (stderr with
-    stdout) read as it comes: for the tests that stop it midway."""
-    command, env = cli_command(folder, "softmax_exp", args)
-    return ForkedProcess(forked_cli(), command, cwd=folder, env=env)
+    stdout) read as it comes: for the tests that stop it midway, or run several at once. `env`: its whole
+    environment, instead of this process's."""
+    command, own_env = cli_command(folder, "softmax_exp", args)
+    return ForkedProcess(forked_cli(), command, cwd=folder, env=env or own_env)
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@
 Started once for the module on a loopback port, with eight students; every test talks to it over HTTP.
 """
 
-import json
 import os
 import secrets
 import shutil
@@ -11,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.nesting import SWEEP_DIR_TAG
 
-from .conftest import plain_mlflow_server, run_cli
+from .conftest import plain_mlflow_server, run_cli, start_cli
 from .test_tracking import free_port
 
 pytestmark = pytest.mark.cluster
@@ -140,33 +140,28 @@ def test_a_student_cannot_write_into_anothers_experiment_but_can_read_it(server,
 
 def sweeps_at_once(uri: str, folder: Path, passwords: dict[str, str | None], jobs: int) -> tuple[dict[str, str], float]:
     """Each student's sweep of `jobs` jobs in a process of its own, all started at once against the server at
-    `uri` (tests/student_processes.py): the end of the output of each one that failed, and the seconds until
-    the last one ended."""
-    students = []
+    `uri` (forked, as every CLI run of the tests: the load falls on the server, not on eight interpreters
+    starting up): the end of the output of each one that failed, and the seconds until the last one ended."""
     grid = f"lr={','.join(LEARNING_RATES[:jobs])}"
-    for name, password in passwords.items():
-        (folder / name).mkdir()
-        args = ["-m", "hydra/launcher=vectorized", grid, *QUICK, f"tracking.uri={uri}",
-                f"tracking.experiment={name}", f"hydra.sweep.dir={folder / name}/sweep"]  # fmt: skip
-        credentials = {"MLFLOW_TRACKING_USERNAME": name, "MLFLOW_TRACKING_PASSWORD": password} if password else {}
-        students.append({"folder": str(folder / name), "env": credentials, "args": args})
-    (folder / "students.json").write_text(json.dumps(students))
     # Eight students' machines on these few cores: one thread each, or torch's spinning threads stall them all.
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_TRACKING_")}
     env |= {"PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "tests.student_processes", str(folder / "students.json")]
-    processes = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, text=True,
-                                 start_new_session=True)  # fmt: skip
+    start, students = time.monotonic(), {}
+    for name, password in passwords.items():
+        (folder / name).mkdir()
+        credentials = {"MLFLOW_TRACKING_USERNAME": name, "MLFLOW_TRACKING_PASSWORD": password} if password else {}
+        args = ("-m", "hydra/launcher=vectorized", grid, *QUICK, f"tracking.uri={uri}", f"tracking.experiment={name}")
+        students[name] = start_cli(folder / name, *args, env=env | credentials)
+    outputs, deadline = {}, start + LOAD_SECONDS
     try:
-        ended = json.loads(processes.communicate(timeout=LOAD_SECONDS)[0])
+        for name, process in students.items():
+            outputs[name] = process.communicate(timeout=max(0, deadline - time.monotonic()))[0]
     finally:
-        if processes.poll() is None:
+        for process in students.values():
             # SIGKILL: SIGTERM would have them close their runs on a server about to stop, for minutes
-            os.killpg(processes.pid, signal.SIGKILL)
-            processes.wait()
-    statuses = dict(zip(passwords, ended["statuses"], strict=True))
-    failed = {name: (folder / name / "output.txt").read_text()[-2000:] for name, code in statuses.items() if code}
-    return failed, ended["seconds"]
+            process.send_signal(signal.SIGKILL)
+    seconds = time.monotonic() - start
+    return {name: outputs[name][-2000:] for name, process in students.items() if process.returncode}, seconds
 
 
 def stored_in_full(client: MlflowClient, runs: list) -> list:
