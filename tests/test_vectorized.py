@@ -49,11 +49,6 @@ def vectorized(tmp_path_factory, empty_store):
     return sweep(tmp_path_factory.mktemp("vectorized"), empty_store, "vectorized", *GRID)
 
 
-@pytest.fixture(scope="module")
-def one_by_one(tmp_path_factory, empty_store):
-    return sweep(tmp_path_factory.mktemp("basic"), empty_store, "basic", *GRID)
-
-
 def test_the_launcher_is_found_by_hydras_plugin_scan_from_the_installed_package(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # the install, not the checkout
     result = subprocess.run(
@@ -64,20 +59,6 @@ def test_the_launcher_is_found_by_hydras_plugin_scan_from_the_installed_package(
         text=True,
     )
     assert "VectorizedLauncher" in result.stdout, result.stdout + result.stderr
-
-
-def test_every_job_gets_the_numbers_the_one_by_one_launcher_gives_it(vectorized, one_by_one):
-    assert vectorized.result.returncode == 0, vectorized.result.stdout + vectorized.result.stderr
-    assert one_by_one.result.returncode == 0, one_by_one.result.stdout + one_by_one.result.stderr
-    together, alone = histories(vectorized), histories(one_by_one)
-    assert len(together) == 8 and together.keys() == alone.keys()
-    for name, history in together.items():
-        assert len(history["test_acc"]) == 2, name
-        assert history["train_loss"] == pytest.approx(alone[name]["train_loss"], abs=1e-4), name
-        for key in ("train_acc", "test_acc"):
-            assert history[key] == pytest.approx(alone[name][key], abs=1e-3), (name, key)
-    # the grid really is 8 different jobs: labels and seeds change the numbers
-    assert len({history["train_loss"][-1] for history in together.values()}) >= 4
 
 
 @pytest.mark.fast
@@ -120,7 +101,23 @@ def test_each_job_is_a_complete_child_run(vectorized, fashion_mnist, tmp_path):
     assert accuracy == pytest.approx(run.data.metrics["final_test_acc"], abs=1e-4)
 
 
-def test_output_folders_are_laid_out_as_the_basic_launcher_lays_them_out(vectorized, one_by_one):
+def test_every_job_gets_the_numbers_and_the_folder_the_one_by_one_launcher_gives_it(
+    vectorized, tmp_path_factory, empty_store
+):
+    """The same sweep on Hydra's basic launcher, one job after another: in one test, so that it runs once."""
+    one_by_one = sweep(tmp_path_factory.mktemp("basic"), empty_store, "basic", *GRID)
+    assert vectorized.result.returncode == 0, vectorized.result.stdout + vectorized.result.stderr
+    assert one_by_one.result.returncode == 0, one_by_one.result.stdout + one_by_one.result.stderr
+    together, alone = histories(vectorized), histories(one_by_one)
+    assert len(together) == 8 and together.keys() == alone.keys()
+    for name, history in together.items():
+        assert len(history["test_acc"]) == 2, name
+        assert history["train_loss"] == pytest.approx(alone[name]["train_loss"], abs=1e-4), name
+        for key in ("train_acc", "test_acc"):
+            assert history[key] == pytest.approx(alone[name][key], abs=1e-3), (name, key)
+    # the grid really is 8 different jobs: labels and seeds change the numbers
+    assert len({history["train_loss"][-1] for history in together.values()}) >= 4
+
     def files(root: Path) -> set[str]:
         return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
 
