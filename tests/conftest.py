@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 # Test workers side by side (scripts/test.sh runs two on 2 cores) each train on their share of the cores, as the
-# parallel launcher's workers do: torch's threads spin at every barrier, so two workers of two threads each
-# trained up to 4x slower than alone. Set before torch is imported, and inherited by every CLI a test starts.
+# parallel launcher's workers do: torch's threads spin at every barrier, so two workers of two threads each on 2
+# cores slow each other down (docs/performance.md). Set before torch is imported; every CLI a test starts inherits it.
 if (workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))) > 1 and "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
 
