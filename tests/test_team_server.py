@@ -22,8 +22,7 @@ from mlflow.tracking import MlflowClient
 from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.nesting import SWEEP_DIR_TAG
 
-from .conftest import plain_mlflow_server, run_cli, start_cli
-from .test_tracking import free_port
+from .conftest import free_port, plain_mlflow_server, run_cli, start_cli
 
 pytestmark = pytest.mark.cluster
 
