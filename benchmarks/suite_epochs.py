@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-import softmax_exp.config  # noqa: F401  registers the schema and the project_root resolver before composing
+import softmax_exp.schema  # noqa: F401  registers the schema and the project_root resolver before composing
 from softmax_exp import data
 from softmax_exp.prepare import prepare_group
 from softmax_exp.train import train

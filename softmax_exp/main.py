@@ -9,9 +9,9 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
 from softmax_exp import interrupts, telemetry, tracking
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.job import Job
 from softmax_exp.jobs import run_jobs
+from softmax_exp.schema import PROJECT_ROOT
 
 
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="config")

@@ -17,8 +17,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from softmax_exp import replicates, run_keys, store, summary
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.errors import SoftmaxExpError
+from softmax_exp.schema import PROJECT_ROOT
 
 
 def default_tracking() -> tuple[str, str]:

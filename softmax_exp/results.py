@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from softmax_exp import replicates, report
-from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.schema import PROJECT_ROOT
 from softmax_exp.summary import job_table
 
 # The named experiments, in the order results.md gives them; tests/test_results.py checks that it names

@@ -33,13 +33,13 @@ from omegaconf import DictConfig, OmegaConf
 
 import softmax_exp.sqlite_wal  # noqa: F401  puts every SQLite store this process opens in WAL mode
 from softmax_exp import disk, interrupts, links, nesting, replicates, store
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
 from softmax_exp.errors import JobError
 from softmax_exp.job import Job
 from softmax_exp.model import PIXELS
 from softmax_exp.prepare import PreparedJob
 from softmax_exp.run_keys import FINAL_KEYS, GROUPS, JOB_TAG, OWN_FAILURE_TAG, PRUNED_TAG, TRIAL_TAG
+from softmax_exp.schema import PROJECT_ROOT
 from softmax_exp.train import EpochMetrics, TrainResult
 
 METRICS_EVERY = 1.0  # seconds: a run's per-epoch metrics are written at most this often, and as it ends

@@ -34,8 +34,8 @@ from mlflow.tracking import MlflowClient
 from packaging.version import Version
 
 from softmax_exp import data
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.prepare import prepare_group
+from softmax_exp.schema import PROJECT_ROOT
 from softmax_exp.train import TrainResult, train
 
 # A process started in the background by a non-interactive shell ignores SIGINT, and so would every CLI the

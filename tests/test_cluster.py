@@ -18,8 +18,8 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.run_keys import SWEEP_TAG
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import run_cli
 from .test_tracking import runs_of

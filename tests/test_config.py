@@ -11,8 +11,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError
 
 from hydra_plugins.softmax_exp_sweep.grid_sweeper import grid
-from softmax_exp.config import PROJECT_ROOT, validate
+from softmax_exp.config import validate
 from softmax_exp.errors import ConfigError
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import compose_config, run_cli
 

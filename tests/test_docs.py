@@ -16,7 +16,8 @@ from hydra.core.override_parser.types import IntervalSweep
 from omegaconf import OmegaConf
 
 from softmax_exp import report, results
-from softmax_exp.config import PROJECT_ROOT, unknown_keys, validate
+from softmax_exp.config import unknown_keys, validate
+from softmax_exp.schema import PROJECT_ROOT
 
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 # A command runs to the end of its line, of an inline code span, or to a shell comment.

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from softmax_exp import interrupts
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.run_keys import SWEEP_TAG
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import copy_of, start_cli
 

@@ -12,7 +12,7 @@ from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite, sweep_1_job
 
-from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.schema import PROJECT_ROOT
 
 # slurm_local is a config of this project's (conf/hydra/launcher/), not one the plugin registers: Hydra's apps
 # find it as any other app would, with the project's configs added to their search path.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from softmax_exp import plots
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import CLASSES
+from softmax_exp.schema import PROJECT_ROOT
 
 
 def history(epochs: int, shift: float) -> list[dict]:

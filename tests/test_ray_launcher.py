@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
-from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import RAY, RAY_AUTH_VARIABLES, copy_of, free_port, ray_head, run_cli
 from .test_cluster import QUICK, sweep_runs

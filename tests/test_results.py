@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from softmax_exp import results
-from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.schema import PROJECT_ROOT
 from tests.conftest import copy_of, run_cli
 
 SWEEP = ("-m", "experiment=grid", "loss=torch", "lr=0.1", "seed=0,1,2", "epochs=1", "data.limit=500")

@@ -19,8 +19,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.nesting import SWEEP_DIR_TAG
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import free_port, plain_mlflow_server, run_cli, start_cli
 

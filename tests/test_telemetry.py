@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from softmax_exp.config import PROJECT_ROOT
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import compose_config
 

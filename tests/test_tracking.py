@@ -21,11 +21,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from softmax_exp import tracking
-from softmax_exp.config import PROJECT_ROOT
 from softmax_exp.data import DEBIAN_ROOT, to_unit_interval
 from softmax_exp.job import Job
 from softmax_exp.jobs import run_jobs
 from softmax_exp.run_keys import SWEEP_TAG
+from softmax_exp.schema import PROJECT_ROOT
 
 from .conftest import compose_config, copy_of, free_port, run_cli
 
