@@ -1,6 +1,7 @@
 """The CLI for the tests (tests/conftest.py's run_cli and start_cli): each run a process forked from this one, which has
 already imported the libraries every run imports (torch, MLflow, Hydra, matplotlib, pandas, SciPy: about 3 s
-of a core that each of the suite's many CLI runs would spend again).
+of a core that each of the suite's many CLI runs would spend again), and has read what MLflow reads once per
+process to save a model (0.8 s more).
 
     python -m tests.forked_cli
 
@@ -17,10 +18,12 @@ process, whose every object it touches is copied), as softmax_exp's own CLI ends
 import atexit
 import gc
 import json
+import logging
 import os
 import runpy
 import signal
 import sys
+import tempfile
 
 gc.disable()  # as softmax_exp/__main__.py: nothing to collect while importing
 import hydra  # noqa: E402, F401
@@ -31,6 +34,15 @@ import scipy.stats  # noqa: E402, F401
 import torch._dynamo  # noqa: E402, F401  (torch.optim's first optimizer imports it)
 
 gc.enable()
+
+# The first model a process saves has MLflow read the file lists of every installed package, to check the
+# model's requirements against them (0.8 s of a core here, then remembered): read once here, not in every run.
+logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # quiet: its warning on the pickle format is for users
+with tempfile.TemporaryDirectory() as folder:
+    mlflow.pytorch.save_model(
+        torch.nn.Linear(1, 1), f"{folder}/model", serialization_format="pickle", pip_requirements=["torch"]
+    )
+logging.getLogger("mlflow.pytorch").setLevel(logging.NOTSET)
 
 
 def run(request: dict) -> None:
