@@ -6,7 +6,6 @@ import functools
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sqlite3
@@ -276,82 +275,3 @@ def plain_mlflow_server(folder: Path, workers: int = 1) -> Iterator[str]:
 def mlflow_server(tmp_path_factory):
     with plain_mlflow_server(tmp_path_factory.mktemp("server")) as uri:
         yield uri
-
-
-RAY = str(Path(sys.executable).parent / "ray")
-RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
-
-@contextmanager
-def ray_head(env: dict[str, str], timeout: float = 120) -> Iterator[str]:
-    """A one-node Ray cluster of 2 cores on loopback, started as `ray start --head` with `env` (its token
-    authentication settings among them); yields its address. It fails, rather than wait for ever, when `ray start`
-    exits or the cluster does not answer `ray status` within `timeout` s, showing what `ray start` wrote: to a
-    file, since the pipe of `ray start --block` never closes. Stopped with its process group (its workers
-    included: none has anything to save), and its folder removed: `ray stop` would stop every Ray cluster on the
-    machine."""
-    folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must stay under 108 characters
-    port = free_port()
-    command = [
-        RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder}",
-        # ports of their own, so that two clusters can run on the machine at once
-        f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-    ]  # fmt: skip
-    log = folder / "ray_start.log"
-    with open(log, "w") as output:
-        # in its folder: the workers start there, and anything they write by a relative path stays there
-        head = subprocess.Popen(command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    try:
-        wait_for_ray(address, {"RAY_AUTH_MODE": "token", **env}, head, log, timeout)
-        yield address
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # none left, where `ray start` failed
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def wait_for_ray(address: str, env: dict[str, str], head: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Until the cluster answers `ray status`: a failure, never a wait for ever, once `ray start` has exited or
-    `timeout` s have passed. `ray status` is asked only once the port answers: before, it would wait minutes."""
-    host, port = address.split(":")
-    status, deadline = [RAY, "status", f"--address={address}"], time.monotonic() + timeout
-    said = "its port never answered"
-    while head.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            answer = subprocess.run(status, env=env, capture_output=True, text=True, timeout=30)
-            if answer.returncode == 0:
-                return
-            said = answer.stderr
-        except (OSError, subprocess.TimeoutExpired) as error:  # not listening yet, or still starting
-            said = str(error)
-        time.sleep(1)  # polling the cluster, not waiting for anything in particular
-    ended = "exited" if head.poll() is not None else f"did not answer within {timeout:.0f} s"
-    pytest.fail(
-        f"the Ray cluster at {address} {ended}.\nray start wrote:\n{log.read_text()[-4000:]}\n"
-        f"ray status wrote:\n{said[-4000:]}"
-    )
-
-
-@pytest.fixture(scope="session")  # one cluster for every module that needs one
-def ray_cluster(tmp_path_factory) -> Iterator[str]:
-    """A Ray cluster started as docs/clusters-ray.md says, with token authentication: its token made by
-    `ray get-auth-token --generate` in a home of its own, so this machine's ~/.ray is left alone, and given to
-    the cluster and to every process the tests start in RAY_AUTH_TOKEN_PATH. RAY_AUTH_MODE is unset where the
-    tests launch sweeps: `ray_cluster` joins with token authentication by default."""
-    home = tmp_path_factory.mktemp("ray_home")
-    subprocess.run([RAY, "get-auth-token", "--generate"], env={**os.environ, "HOME": str(home)},
-                   capture_output=True, check=True, timeout=120)  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        for name in RAY_AUTH_VARIABLES:
-            patch.delenv(name, raising=False)
-        patch.setenv("RAY_AUTH_TOKEN_PATH", str(home / ".ray" / "auth_token"))
-        # The workers inherit the environment of `ray start`, not the launching process's: the project on their path.
-        env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(PROJECT_ROOT)}
-        with ray_head(env) as address:
-            yield address

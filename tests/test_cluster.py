@@ -1,9 +1,8 @@
-"""Sweeps that leave the launching process: on a Ray cluster the test starts, and through submitit.
+"""Sweeps that leave the launching process, through submitit; and what the tests of every such launcher share.
 
-Each job finds its sweep's parent run in the store (softmax_exp/nesting.py), not through the launching
-process's environment, which Ray workers do not inherit: they inherit that of `ray start`. One Ray cluster,
-with token authentication, serves the session (tests/conftest.py); each sweep is as small as what it shows
-allows (a few jobs, data.limit=2000, one epoch).
+Each job finds its sweep's parent run in the store (softmax_exp/nesting.py). The sweeps on a Ray cluster are in
+tests/test_ray_launcher.py, which starts the cluster. Each sweep is as small as what it shows allows (a few jobs,
+data.limit=2000, one epoch).
 """
 
 import importlib.util
@@ -50,32 +49,6 @@ def sweep_runs(uri: str):
     return client, parent, children
 
 
-def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(
-    ray_cluster, tmp_path, store
-):
-    uri = store
-    ray = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    # Three jobs on two cores: one of Ray's two workers runs a second job after its first.
-    result = run_cli(tmp_path, *ray, "lr=0.05,0.1,1e38", *QUICK, f"tracking.uri={uri}")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Ray Launcher is launching 3 jobs" in result.stdout
-    assert "1 of 3 jobs failed (lr=1e+38" in result.stdout
-    client, parent, children = sweep_runs(uri)
-    assert len(children) == 3 and parent.info.status == "FINISHED"
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    status = {r.data.params["lr"]: r.info.status for r in children}
-    assert status == {"0.05": "FINISHED", "0.1": "FINISHED", "1e+38": "FAILED"}
-    for run in children:  # trained and logged on a worker: history, figures and the job's own log
-        assert run.data.tags["mlflow.user"] and "SOFTMAX_EXP" not in str(run.data.tags)
-        if run.info.status == "FAILED":
-            assert "training diverged at epoch 1" in run.data.tags["error"]
-            continue
-        assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 1
-        assert run.data.metrics["final_test_acc"] > 0.6
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"learning_curves.png", "confusion_matrix.csv", "softmax_exp.log"} <= artifacts
-
-
 def training_run(uri: str, launcher: subprocess.Popen, timeout: float = 180):
     """The first child run of the sweep in `uri` to have logged an epoch: a job surely training, wherever."""
     client, deadline = MlflowClient(uri), time.monotonic() + timeout
@@ -117,13 +90,6 @@ def ctrl_c_once_training(tmp_path: Path, uri: str, *args: str, ended_by_job: boo
         killed = next(r for r in children if r.info.run_id == training.info.run_id)
         assert killed.data.tags["error"] == "interrupted (Ctrl-C or SIGTERM)"
     return children
-
-
-def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path, store):
-    # The jobs run in Ray's workers, children of `ray start`, out of the signal's reach: the launcher cancels them.
-    ray = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
-    children = ctrl_c_once_training(tmp_path, store, *ray, "lr=0.01,0.05,0.1,0.2")
-    assert 1 <= len(children) <= 2  # 2 cores: two jobs were running, two waiting, and those never started
 
 
 def test_a_sweep_through_submitit_local_is_nested_and_finished(tmp_path, store):

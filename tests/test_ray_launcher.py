@@ -1,14 +1,24 @@
-"""`hydra/launcher=ray_cluster` against Hydra's shared launcher suites, and Ray's token authentication.
+"""Ray: sweeps on a Ray cluster the tests start, `hydra/launcher=ray_cluster` against Hydra's shared launcher
+suites, and Ray's token authentication.
 
-The suites run on the session's Ray cluster (tests/conftest.py), started as docs/clusters-ray.md says: with
-token authentication, its token given in RAY_AUTH_TOKEN_PATH. The launcher is taken as users take it, from
+Every test on the cluster is in this module, which starts one for them (`ray_cluster`) as docs/clusters-ray.md
+says: with token authentication, its token given in RAY_AUTH_TOKEN_PATH. Each job finds its sweep's parent run
+in the store (softmax_exp/nesting.py), not through the launching process's environment, which Ray workers do
+not inherit: they inherit that of `ray start`. The launcher is taken as users take it, from
 conf/hydra/launcher/ray_cluster.yaml, put on the search path of the suites' own apps.
 """
 
+import contextlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,12 +26,124 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 
 from softmax_exp.schema import PROJECT_ROOT
 
-from .conftest import RAY, RAY_AUTH_VARIABLES, copy_of, free_port, ray_head, run_cli
-from .test_cluster import QUICK, sweep_runs
+from .conftest import copy_of, free_port, run_cli
+from .test_cluster import QUICK, ctrl_c_once_training, sweep_runs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("hydra_suite_app")]
 
 CONF = f"hydra.searchpath=[file://{PROJECT_ROOT}/conf]"
+
+
+RAY = str(Path(sys.executable).parent / "ray")
+RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@contextmanager
+def ray_head(env: dict[str, str], timeout: float = 120) -> Iterator[str]:
+    """A one-node Ray cluster of 2 cores on loopback, started as `ray start --head` with `env` (its token
+    authentication settings among them); yields its address. It fails, rather than wait for ever, when `ray start`
+    exits or the cluster does not answer `ray status` within `timeout` s, showing what `ray start` wrote: to a
+    file, since the pipe of `ray start --block` never closes. Stopped with its process group (its workers
+    included: none has anything to save), and its folder removed: `ray stop` would stop every Ray cluster on the
+    machine."""
+    folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must stay under 108 characters
+    port = free_port()
+    command = [
+        RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder}",
+        # ports of their own, so that two clusters can run on the machine at once
+        f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+    ]  # fmt: skip
+    log = folder / "ray_start.log"
+    with open(log, "w") as output:
+        # in its folder: the workers start there, and anything they write by a relative path stays there
+        head = subprocess.Popen(command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        wait_for_ray(address, {"RAY_AUTH_MODE": "token", **env}, head, log, timeout)
+        yield address
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # none left, where `ray start` failed
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_for_ray(address: str, env: dict[str, str], head: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Until the cluster answers `ray status`: a failure, never a wait for ever, once `ray start` has exited or
+    `timeout` s have passed. `ray status` is asked only once the port answers: before, it would wait minutes."""
+    host, port = address.split(":")
+    status, deadline = [RAY, "status", f"--address={address}"], time.monotonic() + timeout
+    said = "its port never answered"
+    while head.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            answer = subprocess.run(status, env=env, capture_output=True, text=True, timeout=30)
+            if answer.returncode == 0:
+                return
+            said = answer.stderr
+        except (OSError, subprocess.TimeoutExpired) as error:  # not listening yet, or still starting
+            said = str(error)
+        time.sleep(1)  # polling the cluster, not waiting for anything in particular
+    ended = "exited" if head.poll() is not None else f"did not answer within {timeout:.0f} s"
+    pytest.fail(
+        f"the Ray cluster at {address} {ended}.\nray start wrote:\n{log.read_text()[-4000:]}\n"
+        f"ray status wrote:\n{said[-4000:]}"
+    )
+
+
+@pytest.fixture(scope="module")  # every test on a cluster is in this module: stopped after them, not left idle
+def ray_cluster(tmp_path_factory) -> Iterator[str]:
+    """A Ray cluster started as docs/clusters-ray.md says, with token authentication: its token made by
+    `ray get-auth-token --generate` in a home of its own, so this machine's ~/.ray is left alone, and given to
+    the cluster and to every process the tests start in RAY_AUTH_TOKEN_PATH. RAY_AUTH_MODE is unset where the
+    tests launch sweeps: `ray_cluster` joins with token authentication by default."""
+    home = tmp_path_factory.mktemp("ray_home")
+    subprocess.run([RAY, "get-auth-token", "--generate"], env={**os.environ, "HOME": str(home)},
+                   capture_output=True, check=True, timeout=120)  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for name in RAY_AUTH_VARIABLES:
+            patch.delenv(name, raising=False)
+        patch.setenv("RAY_AUTH_TOKEN_PATH", str(home / ".ray" / "auth_token"))
+        # The workers inherit the environment of `ray start`, not the launching process's: the project on their path.
+        env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(PROJECT_ROOT)}
+        with ray_head(env) as address:
+            yield address
+
+
+def test_a_sweep_on_a_ray_cluster_is_one_parent_with_every_job_nested_and_a_failing_one_failed(
+    ray_cluster, tmp_path, store
+):
+    uri = store
+    ray = ("-m", "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
+    # Three jobs on two cores: one of Ray's two workers runs a second job after its first.
+    result = run_cli(tmp_path, *ray, "lr=0.05,0.1,1e38", *QUICK, f"tracking.uri={uri}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Ray Launcher is launching 3 jobs" in result.stdout
+    assert "1 of 3 jobs failed (lr=1e+38" in result.stdout
+    client, parent, children = sweep_runs(uri)
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    status = {r.data.params["lr"]: r.info.status for r in children}
+    assert status == {"0.05": "FINISHED", "0.1": "FINISHED", "1e+38": "FAILED"}
+    for run in children:  # trained and logged on a worker: history, figures and the job's own log
+        assert run.data.tags["mlflow.user"] and "SOFTMAX_EXP" not in str(run.data.tags)
+        if run.info.status == "FAILED":
+            assert "training diverged at epoch 1" in run.data.tags["error"]
+            continue
+        assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 1
+        assert run.data.metrics["final_test_acc"] > 0.6
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"learning_curves.png", "confusion_matrix.csv", "softmax_exp.log"} <= artifacts
+
+
+def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path, store):
+    # The jobs run in Ray's workers, children of `ray start`, out of the signal's reach: the launcher cancels them.
+    ray = ("hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}")
+    children = ctrl_c_once_training(tmp_path, store, *ray, "lr=0.01,0.05,0.1,0.2")
+    assert 1 <= len(children) <= 2  # 2 cores: two jobs were running, two waiting, and those never started
 
 
 @pytest.mark.parametrize("launcher_name", ["ray_cluster"])
