@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from softmax_exp.data import to_unit_interval
 from softmax_exp.run_keys import SWEEP_TAG
 
-from .conftest import copy_of, run_cli
+from .conftest import copy_of, run_cli, start_cli
 
 SMALL = ("epochs=2", "data.limit=3000")
 # Each loss x labels combination and two seeds, with the hand-written optimizer (the other sweeps here use
@@ -156,9 +156,8 @@ def test_an_invalid_job_and_a_diverging_job_fail_alone(tmp_path, empty_store):
 def test_ctrl_c_ends_every_run_killed(tmp_path, store):
     """(SIGTERM ends in the same handler: tests/test_faults.py sends it to the other launchers.)"""
     uri = store
-    command = [sys.executable, "-m", "softmax_exp", "-m", "hydra/launcher=vectorized", "lr=0.1,0.05,0.01"]
-    command += ["epochs=500", "data.limit=3000", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep = ("-m", "hydra/launcher=vectorized", "lr=0.1,0.05,0.01", "epochs=500", "data.limit=3000")
+    process = start_cli(tmp_path, *sweep, f"tracking.uri={uri}")
     for line in process.stdout:
         if "jobs training=3" in line:  # the group is training: every job's run is open
             break
