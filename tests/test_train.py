@@ -130,7 +130,8 @@ def test_the_held_out_images_are_the_same_for_every_seed_and_never_trained_on(fa
     held_out = validation.held_out_indices(1000, 60_000)
     assert len(held_out.unique()) == 1000 and held_out.equal(validation.held_out_indices(1000, 60_000))
     assert set(validation.held_out_indices(500, 60_000).tolist()) < set(held_out.tolist())  # more N, more held out
-    left = [i for i in range(60_000) if i not in set(held_out.tolist())]  # in file order: data.limit keeps the first
+    held_out_set = set(held_out.tolist())
+    left = [i for i in range(60_000) if i not in held_out_set]  # in file order: data.limit keeps the first
     train = fashion_mnist.train
     noisy = ("data.validation=1000", "data.limit=5000", "data.label_noise=0.2")
     cfgs = [compose_config(*noisy, f"seed={seed}") for seed in (0, 1)]
