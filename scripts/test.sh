@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what is missing, checks formatting and lint, then runs the tests:
-#   scripts/test.sh                  the full suite, as CI runs it (.ci/run): about 5-6 minutes on 2 cores
+#   scripts/test.sh                  the full suite, as CI runs it (.ci/run): about 4-5 minutes on 2 cores
 #   scripts/test.sh --fast           the everyday lane, the tests marked `fast`, at most 90 s on 2 cores: the
 #                                    config, the losses and labels (noise, smoothing, a teacher), the thread rule,
 #                                    training (lock-step equals alone, scratch equals torch), one CLI run and one
