@@ -10,7 +10,8 @@ Hydra's Ray plugin (`hydra/launcher=ray`) waits on its tasks one by one and keep
 so a Ctrl-C leaves them running on the cluster until Ray notices the driver is gone and kills their workers,
 in whatever state their runs are in. This one cancels the tasks instead: a job not yet started never starts,
 and a running job gets a KeyboardInterrupt on its worker, so it ends its own run KILLED, as Ctrl-C does
-anywhere. The launcher waits for that before it goes on to end the sweep's parent run KILLED (softmax_exp.main).
+anywhere, again until it does (`cancel`). The launcher waits for that before it goes on to end the sweep's
+parent run KILLED (softmax_exp.main).
 
 It joins the cluster with Ray's token authentication unless RAY_AUTH_MODE says otherwise, and a cluster it
 cannot join (not running, or refusing its token) is said in one line (docs/clusters-ray.md).
@@ -22,6 +23,7 @@ launched, and only where the `cluster` extra is installed.
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 AUTH_MODE = "RAY_AUTH_MODE"  # Ray's: token or disabled, read once, as Ray is imported
 CANCEL_SECONDS = 60  # for the cancelled jobs to end their runs; those it cannot reach are ended by the launcher
+RECANCEL_SECONDS = 5  # a job still running this long after its cancel never got it: it is cancelled again
 HOW_TO = "docs/clusters-ray.md"
 PROBE_SECONDS = 10  # for a cluster's port to answer
 
@@ -152,7 +155,20 @@ class RayClusterLauncher(SweepLauncher):
             return ray.get(tasks)
         except KeyboardInterrupt:
             log.info(f"Ctrl-C: cancelling the sweep's {len(tasks)} Ray tasks")
-            for task in tasks:
-                ray.cancel(task)  # a KeyboardInterrupt in each running job; those not started never start
-            ray.wait(tasks, num_returns=len(tasks), timeout=CANCEL_SECONDS)
+            cancel(ray, tasks)
             raise
+
+
+def cancel(ray, tasks: list) -> None:
+    """Every task of the sweep cancelled: a KeyboardInterrupt in each running job, which ends its own run KILLED;
+    those not started never start. Ray delivers it as a simulated Ctrl-C, which Python drops where an exception
+    cannot be raised (in a weakref callback, run by the garbage collector at any moment): so a job still running
+    is cancelled again every RECANCEL_SECONDS, and one still running after CANCEL_SECONDS is killed with its
+    worker, its run left for the launcher to end. No job goes on after its launcher."""
+    running, deadline = list(tasks), time.monotonic() + CANCEL_SECONDS
+    while running and time.monotonic() < deadline:
+        for task in running:
+            ray.cancel(task)
+        _, running = ray.wait(running, num_returns=len(running), timeout=RECANCEL_SECONDS)
+    for task in running:
+        ray.cancel(task, force=True)
