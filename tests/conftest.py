@@ -275,3 +275,61 @@ def plain_mlflow_server(folder: Path, workers: int = 1) -> Iterator[str]:
 def mlflow_server(tmp_path_factory):
     with plain_mlflow_server(tmp_path_factory.mktemp("server")) as uri:
         yield uri
+
+
+# A job that drops its first interrupt, as Python drops a KeyboardInterrupt raised inside a weakref callback
+# that the garbage collector happens to be running. SIGTERM is a KeyboardInterrupt, as in softmax_exp's jobs.
+# Its waits are short: Ray's simulated Ctrl-C does not wake a long sleep.
+DROPS_ITS_FIRST_INTERRUPT = """
+import signal
+import time
+from pathlib import Path
+
+import hydra
+
+from softmax_exp import interrupts
+
+
+@hydra.main(version_base="1.3", config_path=None)
+def main(cfg):
+    interrupts.install(signal.SIGINT, signal.SIGTERM)
+    folder = Path(cfg.folder)
+    (folder / "started").touch()
+    try:
+        for _ in range(6000):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        (folder / "dropped").touch()
+    try:
+        for _ in range(6000):
+            time.sleep(0.1)
+    finally:
+        (folder / "ended").touch()
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def interrupt_a_job_that_drops_it(tmp_path: Path, *launcher: str) -> str:
+    """A one-job sweep of DROPS_ITS_FIRST_INTERRUPT on `launcher`, Ctrl-C once the job runs: the launcher must stop
+    the job, though it drops its first interrupt, before the launcher's minute for that is up. Its output."""
+    app = tmp_path / "app.py"
+    app.write_text(DROPS_ITS_FIRST_INTERRUPT)
+    command = [sys.executable, str(app), "-m", *launcher, f"+folder={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep"]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    sweep = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True, **piped)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started").exists():
+            assert sweep.poll() is None and time.monotonic() < deadline, sweep.stdout.read()
+            time.sleep(0.2)  # polling for the job's first file, not waiting for anything in particular
+        os.killpg(sweep.pid, signal.SIGINT)
+        output = sweep.communicate(timeout=50)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # what is left of it, where the launcher did not stop
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert (tmp_path / "dropped").exists() and (tmp_path / "ended").exists(), output
+    return output

@@ -20,7 +20,7 @@ from softmax_exp import interrupts
 from softmax_exp.run_keys import SWEEP_TAG
 from softmax_exp.schema import PROJECT_ROOT
 
-from .conftest import copy_of, start_cli
+from .conftest import copy_of, interrupt_a_job_that_drops_it, start_cli
 
 
 def runs_of(uri: str) -> list:
@@ -35,6 +35,10 @@ def worker_running(process: subprocess.Popen, job_log: Path) -> psutil.Process |
             if any(Path(file.path) == job_log for file in child.open_files()):
                 return child
     return None
+
+
+def test_a_job_that_drops_its_sigterm_is_sent_it_again_and_ends_before_its_launcher(tmp_path):
+    interrupt_a_job_that_drops_it(tmp_path, "hydra/launcher=parallel", "hydra.launcher.n_jobs=1")
 
 
 def test_a_killed_worker_fails_its_job_alone_and_the_sweep_goes_on(tmp_path, empty_store):

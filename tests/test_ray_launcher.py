@@ -26,7 +26,7 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 
 from softmax_exp.schema import PROJECT_ROOT
 
-from .conftest import copy_of, free_port, run_cli
+from .conftest import copy_of, free_port, interrupt_a_job_that_drops_it, run_cli
 from .test_cluster import QUICK, ctrl_c_once_training, sweep_runs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("hydra_suite_app")]
@@ -146,50 +146,10 @@ def test_ctrl_c_on_a_ray_sweep_ends_every_run_killed(ray_cluster, tmp_path, stor
     assert 1 <= len(children) <= 2  # 2 cores: two jobs were running, two waiting, and those never started
 
 
-# A job that drops its first Ctrl-C, as Python drops one raised inside a weakref callback that the garbage
-# collector happens to be running. Its waits are short: Ray's simulated Ctrl-C does not wake a long sleep.
-DROPS_ITS_FIRST_CTRL_C = """
-import time
-from pathlib import Path
-
-import hydra
-
-
-@hydra.main(version_base="1.3", config_path=None)
-def main(cfg):
-    folder = Path(cfg.folder)
-    (folder / "started").touch()
-    try:
-        for _ in range(6000):
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        (folder / "dropped").touch()
-    try:
-        for _ in range(6000):
-            time.sleep(0.1)
-    finally:
-        (folder / "ended").touch()
-
-
-main()
-"""
-
-
 def test_a_job_that_drops_its_cancel_is_cancelled_again_and_ends_before_its_launcher(ray_cluster, tmp_path):
-    app = tmp_path / "app.py"
-    app.write_text(DROPS_ITS_FIRST_CTRL_C)
-    command = [sys.executable, str(app), "-m", "hydra/launcher=ray_cluster", CONF, f"+folder={tmp_path}",
-               f"hydra.launcher.ray.init.address={ray_cluster}", f"hydra.sweep.dir={tmp_path}/sweep"]  # fmt: skip
-    launcher = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "started").exists():
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()
-        time.sleep(0.2)  # polling for the job's first file, not waiting for anything in particular
-    os.killpg(launcher.pid, signal.SIGINT)
-    output = launcher.communicate(timeout=60)[0]  # before the launcher's 60 s, after which it would kill the job
+    output = interrupt_a_job_that_drops_it(tmp_path, "hydra/launcher=ray_cluster", CONF,
+                                           f"hydra.launcher.ray.init.address={ray_cluster}")  # fmt: skip
     assert "Ctrl-C: cancelling the sweep's 1 Ray tasks" in output, output
-    assert (tmp_path / "dropped").exists() and (tmp_path / "ended").exists(), output
 
 
 @pytest.mark.parametrize("launcher_name", ["ray_cluster"])

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -28,6 +29,8 @@ from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 log = logging.getLogger(__name__)
 
 THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+STOP_SECONDS = 60  # for stopped jobs to end their runs; those that do not are killed, their runs ended here
+RESTOP_SECONDS = 5  # a job still running this long after SIGTERM never got it: it is sent again
 
 
 @dataclass
@@ -53,6 +56,22 @@ def work(connection: Connection, threads: int) -> None:
             return
         job_return = cloudpickle.loads(job)()  # a SweepJob
         connection.send_bytes(cloudpickle.dumps(job_return))
+
+
+def stop(processes: list[multiprocessing.Process]) -> None:
+    """SIGTERM to each busy worker, whose job ends its own run KILLED. Python drops the KeyboardInterrupt of a signal
+    that lands in a weakref callback (run by the garbage collector at any moment), so it is sent again every
+    RESTOP_SECONDS to a worker still running, and SIGKILL after STOP_SECONDS: no job goes on after its launcher."""
+    running, deadline = list(processes), time.monotonic() + STOP_SECONDS
+    while running and time.monotonic() < deadline:
+        for process in running:
+            process.terminate()
+        again = time.monotonic() + RESTOP_SECONDS
+        while running and time.monotonic() < again:
+            wait([process.sentinel for process in running], timeout=again - time.monotonic())
+            running = [process for process in running if process.is_alive()]
+    for process in running:
+        process.kill()
 
 
 @dataclass
@@ -98,8 +117,7 @@ class ParallelLauncher(SweepLauncher):
         finally:
             for worker in pool:
                 worker.connection.close()  # an idle worker returns; a busy one is stopped
-                if worker.job is not None:
-                    worker.process.terminate()
+            stop([worker.process for worker in pool if worker.job is not None])
             for worker in pool:
                 worker.process.join()
         return returns
