@@ -141,10 +141,10 @@ class ForkedCli:
         """The run's exit status, or None if it still runs after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while pid not in self.ended:
-            left = None if deadline is None else deadline - time.monotonic()
-            if (left is not None and left <= 0) or not self.answer(left):
-                return self.ended.get(pid)
-        return self.ended[pid]
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.answer(left):  # nothing said in the time left; with none left, what was said is still read
+                break
+        return self.ended.get(pid)
 
     def run(self, command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
         pid, stdout, stderr = self.start(command, cwd, env, merged=False)
