@@ -156,8 +156,8 @@ def test_an_invalid_job_and_a_diverging_job_fail_alone(tmp_path, empty_store):
 def test_ctrl_c_ends_every_run_killed(tmp_path, store):
     """(SIGTERM ends in the same handler: tests/test_faults.py sends it to the other launchers.)"""
     uri = store
-    sweep = ("-m", "hydra/launcher=vectorized", "lr=0.1,0.05,0.01", "epochs=500", "data.limit=3000")
-    process = start_cli(tmp_path, *sweep, f"tracking.uri={uri}")
+    long_sweep = ("-m", "hydra/launcher=vectorized", "lr=0.1,0.05,0.01", "epochs=500", "data.limit=3000")
+    process = start_cli(tmp_path, *long_sweep, f"tracking.uri={uri}")
     for line in process.stdout:
         if "jobs training=3" in line:  # the group is training: every job's run is open
             break
