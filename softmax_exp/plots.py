@@ -7,15 +7,10 @@ doubled the plotting time of every job. This module does not import torch, so th
 draw a sweep's figures without it.
 """
 
-import ctypes
 import functools
 import io
 import itertools
-import multiprocessing
-import os
-import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -23,8 +18,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from softmax_exp import forked
+
 ACCURACIES = ("train_acc", "val_acc", "test_acc")  # val_acc: only with a validation set (data.validation)
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def accuracies(history: list[dict]) -> tuple[str, ...]:
@@ -203,14 +199,6 @@ def png_of(draw: Callable[..., Figure], *args) -> bytes:
     return png(draw(*args))
 
 
-def die_with_parent(parent: int) -> None:
-    """A worker's first act: ask Linux to kill it when its parent dies. A forked worker holds its own copy of
-    the pipe it reads tasks from, so after a `kill -9` of the sweep it would wait for a task forever."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-
 @contextmanager
 def drawing(workers: int) -> Iterator[Callable]:
     """A map() that draws figures in `workers` forked processes, at once, so that the other cores draw while
@@ -219,6 +207,5 @@ def drawing(workers: int) -> Iterator[Callable]:
     if workers == 0:
         yield map
         return
-    fork = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, fork, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+    with forked.workers(workers) as pool:
         yield pool.map

@@ -1,16 +1,9 @@
 """Figures: a sweep's workers draw each job into the same two figures, which must give what fresh ones give."""
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 from softmax_exp import plots
 from softmax_exp.data import CLASSES
-from softmax_exp.schema import PROJECT_ROOT
 
 
 def history(epochs: int, shift: float) -> list[dict]:
@@ -47,33 +40,3 @@ def test_a_job_with_a_validation_set_draws_its_accuracy_between_train_and_test()
     for curves in (validated, plain, validated):  # one process draws both kinds, each into figures of its kind
         drawn = plots.job_figures(curves, counts(1), CLASSES)["learning_curves.png"]
         assert drawn == plots.png(plots.learning_curves(curves))
-
-
-def alive(pid: int) -> bool:
-    """Running or sleeping: not gone, and not a zombie waiting for whoever adopted it to reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def test_figure_workers_die_with_a_killed_sweep(tmp_path):
-    """`kill -9` of a sweep while its workers draw: they must not wait forever for their next figure."""
-    script = (
-        "import multiprocessing, time\n"
-        "from softmax_exp import plots\n"
-        "with plots.drawing(workers=2) as draw:\n"
-        "    list(draw(time.sleep, [0, 0]))\n"
-        "    print(*[child.pid for child in multiprocessing.active_children()], flush=True)\n"
-        "    time.sleep(600)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    sweep = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-    workers = [int(pid) for pid in sweep.stdout.readline().split()]
-    assert len(workers) == 2 and all(alive(pid) for pid in workers)
-    sweep.kill()
-    sweep.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers)
