@@ -6,6 +6,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from hydra_plugins.softmax_exp_launch.composed_configs import ComposedConfigs
+
 
 class LaunchingSweeper(Sweeper):
     """A sweeper still to write its sweep(), which hands its batches to self.launcher."""
@@ -20,3 +22,12 @@ class LaunchingSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+
+    def validate_batch_is_legal(self, batch) -> None:
+        """Hydra's check that every job of the batch composes; all at once where the config loader keeps what it
+        composes for the launcher (the vectorized launcher's)."""
+        loader = self.hydra_context.config_loader
+        if isinstance(loader, ComposedConfigs):
+            loader.compose(self.config, [list(overrides) for overrides in batch])
+        else:
+            super().validate_batch_is_legal(batch)

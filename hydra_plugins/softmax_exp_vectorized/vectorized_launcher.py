@@ -18,7 +18,6 @@ when a sweep is launched.
 import copy
 import logging
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.softmax_exp_launch.composed_configs import ComposedConfigs
 from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 
 log = logging.getLogger(__name__)
@@ -85,39 +85,10 @@ def one_setting(configs: list[DictConfig], key: str):
     return OmegaConf.select(configs[0], key)
 
 
-class SweepConfigs:
-    """Hydra's config loader, keeping each job config it composes until this launcher takes it.
-
-    Before launching, Hydra's sweeper composes every job's config only to check that it composes
-    (Sweeper.validate_batch_is_legal: "This repeat work the launcher will do, but as the launcher may be
-    performing this in a different process/machine it's important to do it here as well"). This launcher
-    runs the jobs in the sweeper's own process, so it takes those configs rather than composing each one
-    twice: 50-100 ms a job, seconds in a sweep of a few dozen.
-    """
-
-    def __init__(self, loader) -> None:
-        self.loader = loader
-        self.composed = defaultdict(list)  # a job's overrides -> its configs composed and not yet taken
-
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        config = self.loader.load_sweep_config(master_config, sweep_overrides)
-        self.composed[tuple(sweep_overrides)].append(config)
-        return config
-
-    def take(self, master_config: DictConfig, overrides: list[str]) -> DictConfig:
-        """The job's config: the one the sweeper composed, else composed now."""
-        if kept := self.composed.get(tuple(overrides)):
-            return kept.pop(0)
-        return self.loader.load_sweep_config(master_config, overrides)
-
-    def __getattr__(self, name: str):  # all else is the loader's own
-        return getattr(self.loader, name)
-
-
 class VectorizedLauncher(SweepLauncher):
     def __init__(self) -> None:
         super().__init__()
-        self.configs: SweepConfigs | None = None
+        self.configs: ComposedConfigs | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         name = getattr(task_function, "__qualname__", type(task_function).__qualname__)  # a function, or a callable
@@ -128,7 +99,7 @@ class VectorizedLauncher(SweepLauncher):
                 "use hydra/launcher=basic, or parallel, for another app"
             )
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.configs = SweepConfigs(hydra_context.config_loader)
+        self.configs = ComposedConfigs(hydra_context.config_loader)
         hydra_context.config_loader = self.configs  # the sweeper shares this context: its checks now keep them
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
