@@ -137,16 +137,16 @@ class VectorizedLauncher(SweepLauncher):
             config.hydra.job.id = num
             config.hydra.job.num = num
         HydraConfig.instance().set_config(config)  # ${hydra:...} resolves against the job whose config is set
+        hydra_config = HydraConfig.instance().cfg  # set_config's copy of the hydra node, this job's from now on
         output_dir = Path(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)).absolute()
-        with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
-            config.hydra.runtime.output_dir = str(output_dir)
-        HydraConfig.instance().set_config(config)
+        for node in (config, hydra_config):  # written in both, as setting the config again would (a copy: 4 ms)
+            with read_write(node.hydra.runtime), open_dict(node.hydra.runtime):
+                node.hydra.runtime.output_dir = str(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
 
         task_config = copy.deepcopy(config)
         with read_write(task_config), open_dict(task_config):
             del task_config["hydra"]
-        hydra_config = copy.deepcopy(HydraConfig.instance().cfg)
         job_return = JobReturn(
             overrides=list(config.hydra.overrides.task),
             cfg=task_config,
@@ -177,5 +177,5 @@ class VectorizedLauncher(SweepLauncher):
         if result.get("status") == "FAILED":
             overrides = " ".join(started.job_return.overrides)
             log.error(f"#{started.config.hydra.job.num} {overrides}: error: {result['error']}")
-        HydraConfig.instance().set_config(started.config)
+        HydraConfig.instance().cfg = started.job_return.hydra_cfg  # the job's own, as its start left it
         self.hydra_context.callbacks.on_job_end(config=started.config, job_return=started.job_return)
