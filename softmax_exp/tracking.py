@@ -21,7 +21,7 @@ import hydra
 import mlflow
 import numpy as np
 import torch
-from mlflow.entities import DatasetInput, Metric, Param, RunStatus
+from mlflow.entities import DatasetInput, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -198,13 +198,13 @@ class JobRun:
         now = int(time.time() * 1000)
         finals = [Metric(f"final_{key}", result.final[key], now, 0) for key in FINAL_KEYS if key in result.final]
         finals.append(Metric("labels_changed", prepared.labels_changed, now, 0))
+        tags = []
         if prepared.teacher is not None:
             finals.append(Metric("teacher_test_acc", prepared.teacher.test_acc, now, 0))
-            teacher_run = prepared.teacher.run_id or "none (a model saved outside any run)"
-            self.client.set_tag(self.run_id, "teacher_run_id", teacher_run)
-        self.client.log_batch(self.run_id, metrics=finals)
+            tags.append(RunTag("teacher_run_id", prepared.teacher.run_id or "none (a model saved outside any run)"))
         if result.stopped_at is not None:  # FINISHED all the same: a pruned trial trained well, only not long
-            self.client.set_tag(self.run_id, PRUNED_TAG, str(result.stopped_at))
+            tags.append(RunTag(PRUNED_TAG, str(result.stopped_at)))
+        self.client.log_batch(self.run_id, metrics=finals, tags=tags)
 
     @interrupts.whole()
     def log_result(
