@@ -14,8 +14,9 @@ given: tuple = ()  # in a worker: what workers() was given for it, as it was whe
 
 
 def start_worker(parent: int, context: tuple) -> None:
-    """A worker's first act: ask Linux to kill it when its parent dies. A forked worker holds its own copy of
-    the pipe it reads tasks from, so after a `kill -9` of the sweep it would wait for a task forever."""
+    """A worker's first act: ask Linux to kill it when its parent dies (a forked worker holds its own copy of
+    the pipe it reads tasks from, so after a `kill -9` of the sweep it would wait for a task forever); then
+    keep what it was handed."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
