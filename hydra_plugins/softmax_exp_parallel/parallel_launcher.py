@@ -24,13 +24,12 @@ from multiprocessing.connection import Connection, wait
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 
+from hydra_plugins.softmax_exp_launch.stopping import stop_all
 from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 
 log = logging.getLogger(__name__)
 
 THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-STOP_SECONDS = 60  # for stopped jobs to end their runs; those that do not are killed, their runs ended here
-RESTOP_SECONDS = 5  # a job still running this long after SIGTERM never got it: it is sent again
 
 
 @dataclass
@@ -58,20 +57,13 @@ def work(connection: Connection, threads: int) -> None:
         connection.send_bytes(cloudpickle.dumps(job_return))
 
 
-def stop(processes: list[multiprocessing.Process]) -> None:
-    """SIGTERM to each busy worker, whose job ends its own run KILLED. Python drops the KeyboardInterrupt of a signal
-    that lands in a weakref callback (run by the garbage collector at any moment), so it is sent again every
-    RESTOP_SECONDS to a worker still running, and SIGKILL after STOP_SECONDS: no job goes on after its launcher."""
-    running, deadline = list(processes), time.monotonic() + STOP_SECONDS
-    while running and time.monotonic() < deadline:
-        for process in running:
-            process.terminate()
-        again = time.monotonic() + RESTOP_SECONDS
-        while running and time.monotonic() < again:
-            wait([process.sentinel for process in running], timeout=again - time.monotonic())
-            running = [process for process in running if process.is_alive()]
-    for process in running:
-        process.kill()
+def still_alive(processes: list[multiprocessing.Process], seconds: float) -> list[multiprocessing.Process]:
+    """The processes still running once they have all ended, or `seconds` have passed."""
+    until = time.monotonic() + seconds
+    while processes and time.monotonic() < until:
+        wait([process.sentinel for process in processes], timeout=until - time.monotonic())
+        processes = [process for process in processes if process.is_alive()]
+    return processes
 
 
 @dataclass
@@ -117,7 +109,8 @@ class ParallelLauncher(SweepLauncher):
         finally:
             for worker in pool:
                 worker.connection.close()  # an idle worker returns; a busy one is stopped
-            stop([worker.process for worker in pool if worker.job is not None])
+            busy = [worker.process for worker in pool if worker.job is not None]
+            stop_all(busy, lambda process: process.terminate(), still_alive, lambda process: process.kill())
             for worker in pool:
                 worker.process.join()
         return returns

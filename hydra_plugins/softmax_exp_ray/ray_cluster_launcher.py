@@ -23,7 +23,6 @@ launched, and only where the `cluster` extra is installed.
 import logging
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +30,13 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.softmax_exp_launch.stopping import stop_all
 from hydra_plugins.softmax_exp_launch.sweep_job import SweepJob
 from hydra_plugins.softmax_exp_launch.sweep_launcher import SweepLauncher
 
 log = logging.getLogger(__name__)
 
 AUTH_MODE = "RAY_AUTH_MODE"  # Ray's: token or disabled, read once, as Ray is imported
-CANCEL_SECONDS = 60  # for the cancelled jobs to end their runs; those it cannot reach are ended by the launcher
-RECANCEL_SECONDS = 5  # a job still running this long after its cancel never got it: it is cancelled again
 HOW_TO = "docs/clusters-ray.md"
 PROBE_SECONDS = 10  # for a cluster's port to answer
 
@@ -160,15 +158,11 @@ class RayClusterLauncher(SweepLauncher):
 
 
 def cancel(ray, tasks: list) -> None:
-    """Every task of the sweep cancelled: a KeyboardInterrupt in each running job, which ends its own run KILLED;
-    those not started never start. Ray delivers it as a simulated Ctrl-C, which Python drops where an exception
-    cannot be raised (in a weakref callback, run by the garbage collector at any moment): so a job still running
-    is cancelled again every RECANCEL_SECONDS, and one still running after CANCEL_SECONDS is killed with its
-    worker, its run left for the launcher to end. No job goes on after its launcher."""
-    running, deadline = list(tasks), time.monotonic() + CANCEL_SECONDS
-    while running and time.monotonic() < deadline:
-        for task in running:
-            ray.cancel(task)
-        _, running = ray.wait(running, num_returns=len(running), timeout=RECANCEL_SECONDS)
-    for task in running:
-        ray.cancel(task, force=True)
+    """Every task of the sweep cancelled: a KeyboardInterrupt in each running job, delivered by Ray as a
+    simulated Ctrl-C, and again while it runs on (softmax_exp_launch.stopping); those not started never start.
+    One still running in the end is killed with its worker."""
+
+    def still_running(running: list, seconds: float) -> list:
+        return ray.wait(running, num_returns=len(running), timeout=seconds)[1]
+
+    stop_all(tasks, ray.cancel, still_running, lambda task: ray.cancel(task, force=True))
